@@ -1,0 +1,78 @@
+"""The book's structure: table of contents, citations, labs' set-up cells, chapter map."""
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from llminfra_lab.book import chapter, chapter_map_markdown, chapters
+
+ROOT = Path(__file__).resolve().parent.parent
+TOC = yaml.safe_load((ROOT / "_toc.yml").read_text(encoding="utf-8"))
+TOC_FILES = [c["file"] for part in TOC["parts"] for c in part["chapters"]]
+CHAPTER_FILES = [f for f in TOC_FILES if f.startswith("chapters/")]
+
+
+def test_contract_has_25_chapters_with_unique_slugs_and_modules():
+    chs = chapters()
+    assert [c.n for c in chs] == list(range(1, 26))
+    assert len({c.slug for c in chs}) == 25
+    assert len({c.module for c in chs}) == 25
+
+
+def test_toc_lists_only_files_that_exist_and_each_lab_follows_its_chapter():
+    for f in TOC_FILES:
+        assert any((ROOT / f"{f}{ext}").exists() for ext in (".md", ".ipynb")), f
+    for f in CHAPTER_FILES:
+        lab = f.replace("chapters/", "labs/")
+        assert TOC_FILES[TOC_FILES.index(f) + 1] == lab, f"{lab} must follow {f} in _toc.yml"
+
+
+def test_published_chapters_are_whole():
+    """A chapter in the table of contents has its prose, lab, module and tests."""
+    by_stem = {c.stem: c for c in chapters()}
+    for f in CHAPTER_FILES:
+        c = by_stem[Path(f).name]
+        assert (ROOT / "labs" / f"{c.stem}.ipynb").exists()
+        assert (ROOT / "llminfra_lab" / f"{c.module}.py").exists()
+        assert (ROOT / "tests" / f"test_{c.module}.py").exists()
+
+
+def test_every_citation_key_is_in_references_bib():
+    bib = (ROOT / "references.bib").read_text(encoding="utf-8")
+    keys = re.findall(r"^@\w+\{([^,\s]+),", bib, re.M)
+    assert len(keys) == len(set(keys)), "a key is defined twice in references.bib"
+    for md in list(ROOT.glob("chapters/*.md")) + [ROOT / "intro.md"]:
+        for group in re.findall(r"\{cite(?::[a-z]+)?\}`([^`]+)`", md.read_text(encoding="utf-8")):
+            for key in group.split(","):
+                assert key.strip() in keys, f"{md.name} cites unknown key {key.strip()!r}"
+
+
+@pytest.mark.parametrize("lab", sorted(ROOT.glob("labs/*.ipynb")), ids=lambda p: p.name)
+def test_lab_setup_cell_points_at_the_configured_repository(lab):
+    url = yaml.safe_load((ROOT / "_config.yml").read_text(encoding="utf-8"))["repository"]["url"]
+    first = "".join(json.loads(lab.read_text(encoding="utf-8"))["cells"][0]["source"])
+    assert f'REPO_URL = "{url}"' in first, f"{lab.name}: run `make sync-url`"
+    assert "find_spec(\"llminfra_lab\") is None" in first
+
+
+def test_chapter_map_links_published_chapters_and_marks_the_rest():
+    table = chapter_map_markdown(ROOT)
+    for c in chapters():
+        assert c.title_zh in table
+        published = f"chapters/{c.stem}" in CHAPTER_FILES
+        assert (f"(chapters/{c.stem}.md)" in table) == published
+
+
+def test_chapter_lookup_rejects_bad_numbers():
+    assert chapter(2).slug == "gpu-mental-model"
+    with pytest.raises(ValueError, match="between 1 and 25"):
+        chapter(26)
+
+
+def test_chapter_map_needs_a_book_root(tmp_path):
+    with pytest.raises(ValueError, match="_toc.yml"):
+        chapter_map_markdown(tmp_path)
