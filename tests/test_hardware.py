@@ -1,0 +1,152 @@
+"""Tests for llminfra_lab.hardware: the spec table against the datasheets it cites."""
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+
+import pytest
+
+from llminfra_lab import hardware
+from llminfra_lab.hardware import ACCELERATORS, PRECISIONS, Accelerator, accelerator
+
+REQUIRED = ["A100-SXM-80GB", "H100-SXM", "H800-SXM", "H200-SXM", "B200", "MI300X", "Ascend-910B", "Ascend-910C"]
+BIB = Path(__file__).resolve().parents[1] / "references.bib"
+
+
+def test_required_rows_present():
+    for name in REQUIRED:
+        assert name in ACCELERATORS
+        assert ACCELERATORS[name].name == name
+
+
+def test_h100_ridge_point_from_datasheet():
+    """H100 SXM: 989 dense BF16 TFLOP/s and 3.35 TB/s HBM3 give a ridge point near 295 FLOP/byte
+    (NVIDIA H100 datasheet: 1,979 TFLOP/s bf16 *with sparsity*, 3.35 TB/s)."""
+    h100 = accelerator("H100-SXM")
+    assert h100.dense_tflops["bf16"] == pytest.approx(1979 / 2)
+    assert h100.hbm_tbps == pytest.approx(3.35)
+    assert h100.ridge_point("bf16") == pytest.approx(295.4, abs=0.5)
+
+
+@pytest.mark.parametrize(
+    "name, sparse_bf16_tflops, hbm_tbps",
+    [
+        ("A100-SXM-80GB", 624, 2.039),   # NVIDIA A100 datasheet
+        ("H100-SXM", 1979, 3.35),        # NVIDIA H100 datasheet
+        ("H200-SXM", 1979, 4.8),         # NVIDIA H200 product page
+        ("B200", 4500, 7.7),             # NVIDIA HGX B200 per-GPU specification
+    ],
+)
+def test_nvidia_rows_store_half_the_sparse_datasheet_figure(name, sparse_bf16_tflops, hbm_tbps):
+    """NVIDIA prints bf16 Tensor Core throughput with 2:4 sparsity; the table stores dense = half."""
+    acc = accelerator(name)
+    assert acc.dense_tflops["bf16"] == pytest.approx(sparse_bf16_tflops / 2)
+    assert acc.hbm_tbps == pytest.approx(hbm_tbps)
+    assert "sparsity" in acc.notes
+
+
+def test_mi300x_dense_fp16_from_amd_datasheet():
+    """AMD MI300X datasheet: 1,307.4 TFLOP/s peak FP16 dense (2,614.9 with sparsity), 5.3 TB/s, 192 GB."""
+    mi = accelerator("MI300X")
+    assert mi.dense_tflops["fp16"] == pytest.approx(1307.4)
+    assert mi.hbm_tbps == pytest.approx(5.3)
+    assert mi.hbm_gb == pytest.approx(192)
+
+
+def test_ascend_910c_is_two_dies_as_huawei_describes():
+    """Zuo et al. 2025 (CloudMatrix384): per die ~376 TFLOP/s BF16, 64 GB, 1.6 TB/s; two dies per 910C."""
+    c = accelerator("Ascend-910C")
+    assert c.dense_tflops["bf16"] == pytest.approx(2 * 376)
+    assert c.hbm_gb == pytest.approx(2 * 64)
+    assert c.hbm_tbps == pytest.approx(2 * 1.6)
+    assert math.isnan(c.tdp_w)
+
+
+def test_chinese_rows_are_marked_as_reported_or_paper():
+    for name in ["Ascend-910B", "H800-SXM"]:
+        assert "report" in ACCELERATORS[name].notes.lower()
+    assert "not a datasheet" in ACCELERATORS["Ascend-910C"].notes
+
+
+def test_peak_flops_is_tflops_times_1e12_for_every_row_and_precision():
+    for acc in ACCELERATORS.values():
+        for p, tflops in acc.dense_tflops.items():
+            assert p in PRECISIONS
+            assert acc.peak_flops(p) == pytest.approx(tflops * 1e12)
+            # ridge point recomputed by hand: FLOP/s over bytes/s
+            assert acc.ridge_point(p) == pytest.approx(tflops * 1e12 / (acc.hbm_tbps * 1e12))
+
+
+def test_every_source_key_is_in_references_bib():
+    keys = set(re.findall(r"@\w+\{([^,]+),", BIB.read_text(encoding="utf-8")))
+    for acc in ACCELERATORS.values():
+        assert acc.source in keys, f"{acc.name}: {acc.source} missing from references.bib"
+
+
+def test_generations_get_faster():
+    """Each NVIDIA generation raises dense bf16 peak and HBM bandwidth (A100 < H100 < B200)."""
+    a, h, b = (accelerator(n) for n in ["A100-SXM-80GB", "H100-SXM", "B200"])
+    assert a.peak_flops("bf16") < h.peak_flops("bf16") < b.peak_flops("bf16")
+    assert a.hbm_tbps < h.hbm_tbps < b.hbm_tbps
+
+
+@pytest.mark.parametrize("spelling", ["H100-SXM", "h100-sxm", "  H100_SXM ", "h100", "H100 SXM"])
+def test_lookup_is_case_insensitive(spelling):
+    assert accelerator(spelling) is ACCELERATORS["H100-SXM"]
+
+
+def test_lookup_aliases():
+    assert accelerator("Ascend 910B").name == "Ascend-910B"
+    assert accelerator("a100").name == "A100-SXM-80GB"
+    assert hardware.accelerator_names() == list(ACCELERATORS)
+
+
+# --- bad input -----------------------------------------------------------------------------
+
+def test_unknown_name_raises_keyerror_listing_names():
+    with pytest.raises(KeyError) as err:
+        accelerator("TPU-v9")
+    for name in REQUIRED:
+        assert name in str(err.value)
+
+
+def test_non_string_name_raises_keyerror():
+    with pytest.raises(KeyError, match="string"):
+        accelerator(100)  # type: ignore[arg-type]
+
+
+def test_unknown_precision_raises_valueerror_listing_precisions():
+    with pytest.raises(ValueError, match="fp8"):
+        accelerator("A100-SXM-80GB").peak_flops("fp8")  # the A100 has no FP8 Tensor Cores
+    with pytest.raises(ValueError, match="bf16"):
+        accelerator("H100-SXM").ridge_point("int4")
+
+
+def _row(**over):
+    base = dict(name="X", vendor="V", year=2024, dense_tflops={"bf16": 1.0}, hbm_gb=1.0, hbm_tbps=1.0,
+                scaleup_gbps=1.0, tdp_w=1.0, source="k")
+    base.update(over)
+    return Accelerator(**base)
+
+
+@pytest.mark.parametrize(
+    "over, match",
+    [
+        ({"dense_tflops": {"bf17": 1.0}}, "unknown precision"),
+        ({"dense_tflops": {"bf16": -1.0}}, "positive"),
+        ({"dense_tflops": {"bf16": float("inf")}}, "positive"),
+        ({"hbm_gb": 0.0}, "hbm_gb"),
+        ({"hbm_tbps": float("nan")}, "hbm_tbps"),
+        ({"scaleup_gbps": -5.0}, "scaleup_gbps"),
+        ({"tdp_w": -1.0}, "tdp_w"),
+    ],
+)
+def test_constructor_validates(over, match):
+    with pytest.raises(ValueError, match=match):
+        _row(**over)
+
+
+def test_rows_are_frozen():
+    with pytest.raises(AttributeError):
+        ACCELERATORS["H100-SXM"].hbm_tbps = 10.0  # type: ignore[misc]
