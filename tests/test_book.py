@@ -76,3 +76,12 @@ def test_chapter_lookup_rejects_bad_numbers():
 def test_chapter_map_needs_a_book_root(tmp_path):
     with pytest.raises(ValueError, match="_toc.yml"):
         chapter_map_markdown(tmp_path)
+
+
+def test_describe_environment_names_versions_and_device():
+    import llminfra_lab
+
+    line = llminfra_lab.describe_environment()
+    assert llminfra_lab.__version__ in line and "torch" in line
+    assert llminfra_lab.default_device() in ("cpu", "cuda")
+    assert f"device: {llminfra_lab.default_device()}" in line
