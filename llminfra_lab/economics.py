@@ -57,6 +57,7 @@ __all__ = [
     "plot_price_history",
     "plot_training_costs",
     "plot_cost_vs_mfu",
+    "plot_serving_cost",
 ]
 
 SECONDS_PER_HOUR = 3600.0
@@ -493,6 +494,35 @@ def plot_cost_vs_mfu(total_flops: float, peak_flops_per_s: float, usd_per_gpu_ho
     ax.set_ylabel("training cost (million USD)")
     ax.set_title(f"{total_flops:.2e} FLOPs at ${usd_per_gpu_hour:.2f}/GPU-hour")
     ax.grid(True, alpha=0.3)
+    return ax
+
+
+def plot_serving_cost(model: str = "llama-3-8b", accelerator: str = "H100-SXM",
+                      batch_sizes: Sequence[int] = (1, 4, 16, 64, 256, 1024), *, n_gpus: int = 1,
+                      usd_per_gpu_hour: float = 2.0, ax=None):
+    """Best-case USD per million output (decode) tokens against decode batch size, with the
+    prefill (input) cost as a horizontal line, from `estimate_serving`. Returns the Axes."""
+    import matplotlib.pyplot as plt
+
+    batches = list(batch_sizes)
+    if not batches or any(isinstance(b, bool) or not isinstance(b, int) or b < 1 for b in batches):
+        raise ValueError(f"batch_sizes must be a non-empty sequence of ints >= 1, got {batch_sizes!r}")
+    rows = [estimate_serving(model, accelerator, n_gpus=n_gpus, batch_size=b, usd_per_gpu_hour=usd_per_gpu_hour)
+            for b in batches]
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6.5, 3.8))
+    ax.loglog(batches, [r.usd_per_million_output for r in rows], "o-", color="tab:blue",
+              label="output tokens (decode)")
+    ax.axhline(rows[0].usd_per_million_input, color="tab:orange", linestyle="--",
+               label="input tokens (prefill, 50% MFU)")
+    for b, r in zip(batches, rows):
+        ax.annotate(r.decode_bound, (b, r.usd_per_million_output), fontsize=7, xytext=(4, 4),
+                    textcoords="offset points")
+    ax.set_xlabel("decode batch size (sequences per step)")
+    ax.set_ylabel("USD per million tokens (best case)")
+    ax.set_title(f"{rows[0].model} on {n_gpus} x {rows[0].accelerator} at ${usd_per_gpu_hour:.2f}/GPU-hour")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
     return ax
 
 

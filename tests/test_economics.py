@@ -256,6 +256,13 @@ def test_plot_training_costs_draws():
     ests = [eco.estimate_training(m, 15e12) for m in ("llama-3-8b", "llama-3-70b")]
     ax = eco.plot_training_costs(ests)
     assert len(ax.patches) == 2
+    ax = eco.plot_serving_cost("llama-3-8b", batch_sizes=(1, 8, 512))
+    ys = ax.lines[0].get_ydata()
+    assert len(ys) == 3 and ys[0] > ys[1] > ys[2]
+    with pytest.raises(ValueError, match="batch_sizes"):
+        eco.plot_serving_cost("llama-3-8b", batch_sizes=(0, 4))
+    with pytest.raises(ValueError, match="batch_sizes"):
+        eco.plot_serving_cost("llama-3-8b", batch_sizes=())
     plt.close("all")
 
 
