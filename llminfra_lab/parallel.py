@@ -1,0 +1,862 @@
+"""Parallelism: splitting one training step across many devices.
+
+Three ideas, each small enough to read in one sitting, and one planner that combines them:
+
+1. Tensor parallelism (Shoeybi et al. 2019). A linear layer's weight is cut by output
+   columns (`ColumnParallelLinear`) or by input rows (`RowParallelLinear`). A column
+   split followed by a row split needs one all-reduce at its end in the forward pass
+   (the "g" operator) and one at its start in the backward pass (the "f" operator), so
+   a transformer layer (attention + MLP) costs 2 all-reduces forward and 2 backward.
+   `TensorParallelMLP`, `TensorParallelAttention` and `TensorParallelBlock` shard a
+   `model.Block` and give the same outputs and gradients as the unsharded block.
+2. Data parallelism. Every rank holds the whole model, takes a slice of the batch and
+   averages gradients with an all-reduce (`allreduce_gradients`, optionally bucketed).
+3. Pipeline parallelism. Layers are cut into stages; micro-batches flow through them.
+   `pipeline_schedule` simulates GPipe, 1F1B, interleaved 1F1B and a zero-bubble
+   (ZB-H1) schedule from per-op costs and returns every rank's timeline, its bubble
+   fraction and its peak number of in-flight micro-batches.
+
+`plan_layouts` enumerates (TP, PP, DP) layouts of a catalog model on a cluster and
+keeps those whose memory per GPU fits (model states under ZeRO-1 plus activations).
+
+Everything distributed uses torch.distributed; `collectives.launch` runs the
+`*_worker` functions below on local CPU processes with the gloo backend.
+"""
+from __future__ import annotations
+
+import heapq
+import math
+from dataclasses import dataclass, field
+from typing import Iterable, Sequence
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = [
+    # tensor parallelism
+    "copy_to_tp", "reduce_from_tp", "ColumnParallelLinear", "RowParallelLinear",
+    "TensorParallelMLP", "TensorParallelAttention", "TensorParallelBlock", "record_allreduces",
+    # data parallelism
+    "allreduce_gradients",
+    # pipeline schedules
+    "PipelineOp", "PipelineSchedule", "pipeline_schedule", "SCHEDULES", "plot_schedule", "plot_schedules",
+    # layout planning
+    "Layout", "plan_layouts", "layout_memory_bytes",
+    # workers run by collectives.launch
+    "tp_block_worker", "dp_step_worker", "reference_step",
+]
+
+
+# ============================================================================ tensor parallelism
+#
+# Megatron's two conjugate operators. With Y = X A split as A = [A_1 | A_2] (columns) and
+# Z = Y B split as B = [B_1; B_2] (rows), rank i computes Z_i = (X A_i) B_i and Z = sum_i Z_i.
+#   f: identity forward, all-reduce backward  (X is replicated; its gradient is a sum of parts)
+#   g: all-reduce forward, identity backward  (Z is a sum of parts; its gradient is replicated)
+
+_ALLREDUCE_LOG: list[list[tuple[str, int]]] = []   # stack of active recorders
+
+
+def _all_reduce(x: torch.Tensor, where: str) -> torch.Tensor:
+    for log in _ALLREDUCE_LOG:
+        log.append((where, x.numel()))
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        x = x.contiguous()
+        dist.all_reduce(x)
+    return x
+
+
+class record_allreduces:
+    """Context manager recording every tensor-parallel all-reduce as (where, elements).
+
+    `where` is "g-forward" or "f-backward". Use it to count a layer's communication:
+
+        with record_allreduces() as log:
+            block(x, cos, sin).sum().backward()
+        len(log)   # 4 for one transformer block: 2 forward + 2 backward
+    """
+
+    def __enter__(self) -> list[tuple[str, int]]:
+        self.log: list[tuple[str, int]] = []
+        _ALLREDUCE_LOG.append(self.log)
+        return self.log
+
+    def __exit__(self, *exc) -> None:
+        _ALLREDUCE_LOG.remove(self.log)
+
+
+class _CopyToTP(torch.autograd.Function):
+    """f: forward identity, backward all-reduce of the input gradient."""
+
+    @staticmethod
+    def forward(ctx, x):
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return _all_reduce(grad.clone(), "f-backward")
+
+
+class _ReduceFromTP(torch.autograd.Function):
+    """g: forward all-reduce of the partial sums, backward identity."""
+
+    @staticmethod
+    def forward(ctx, x):
+        return _all_reduce(x.clone(), "g-forward")
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad
+
+
+def copy_to_tp(x: torch.Tensor) -> torch.Tensor:
+    """Megatron's f operator: identity in the forward pass, all-reduce in the backward pass."""
+    if not isinstance(x, torch.Tensor):
+        raise ValueError(f"expected a torch.Tensor, got {type(x).__name__}")
+    return _CopyToTP.apply(x)
+
+
+def reduce_from_tp(x: torch.Tensor) -> torch.Tensor:
+    """Megatron's g operator: all-reduce (sum) in the forward pass, identity in the backward pass."""
+    if not isinstance(x, torch.Tensor):
+        raise ValueError(f"expected a torch.Tensor, got {type(x).__name__}")
+    return _ReduceFromTP.apply(x)
+
+
+def _check_rank(rank: int, world_size: int) -> None:
+    for name, value in (("rank", rank), ("world_size", world_size)):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"{name} must be an int, got {value!r}")
+    if world_size < 1 or not 0 <= rank < world_size:
+        raise ValueError(f"expected world_size >= 1 and 0 <= rank < world_size, got rank={rank}, "
+                         f"world_size={world_size}")
+
+
+def _shard(weight: torch.Tensor, dim: int, rank: int, world_size: int, what: str) -> torch.Tensor:
+    if weight.shape[dim] % world_size:
+        raise ValueError(f"{what}: dimension {dim} of size {weight.shape[dim]} is not divisible by "
+                         f"world_size {world_size}")
+    return weight.detach().chunk(world_size, dim=dim)[rank].clone()
+
+
+class ColumnParallelLinear(nn.Module):
+    """y_i = x A_i^T: this rank's slice of the output features (weight (out/N, in)).
+
+    The input is replicated; `f` (copy_to_tp) in front makes the input gradient the sum
+    of every rank's part. With gather_output=False the output stays sharded, ready for a
+    `RowParallelLinear` or for per-head attention.
+    """
+
+    def __init__(self, weight_shard: torch.Tensor, *, input_is_replicated: bool = True):
+        super().__init__()
+        if not isinstance(weight_shard, torch.Tensor) or weight_shard.dim() != 2:
+            raise ValueError("weight_shard must be a 2-D tensor (out_features / N, in_features)")
+        self.weight = nn.Parameter(weight_shard)
+        self.input_is_replicated = input_is_replicated
+
+    @classmethod
+    def from_linear(cls, linear: nn.Linear, rank: int, world_size: int, **kw) -> "ColumnParallelLinear":
+        """Shard an existing bias-free nn.Linear by output features."""
+        _check_linear(linear)
+        _check_rank(rank, world_size)
+        return cls(_shard(linear.weight, 0, rank, world_size, "ColumnParallelLinear"), **kw)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.input_is_replicated:
+            x = copy_to_tp(x)
+        return F.linear(x, self.weight)
+
+
+class RowParallelLinear(nn.Module):
+    """z = sum_i x_i B_i^T: the input arrives sharded by features (weight (out, in/N)).
+
+    Each rank computes a partial output; `g` (reduce_from_tp) sums them into the full,
+    replicated output.
+    """
+
+    def __init__(self, weight_shard: torch.Tensor):
+        super().__init__()
+        if not isinstance(weight_shard, torch.Tensor) or weight_shard.dim() != 2:
+            raise ValueError("weight_shard must be a 2-D tensor (out_features, in_features / N)")
+        self.weight = nn.Parameter(weight_shard)
+
+    @classmethod
+    def from_linear(cls, linear: nn.Linear, rank: int, world_size: int) -> "RowParallelLinear":
+        """Shard an existing bias-free nn.Linear by input features."""
+        _check_linear(linear)
+        _check_rank(rank, world_size)
+        return cls(_shard(linear.weight, 1, rank, world_size, "RowParallelLinear"))
+
+    def forward(self, x_shard: torch.Tensor) -> torch.Tensor:
+        return reduce_from_tp(F.linear(x_shard, self.weight))
+
+
+def _check_linear(linear) -> None:
+    if not isinstance(linear, nn.Linear) or linear.bias is not None:
+        raise ValueError("expected a bias-free torch.nn.Linear (as in llminfra_lab.model)")
+
+
+class TensorParallelMLP(nn.Module):
+    """The model's SwiGLU MLP split Megatron-style across `world_size` ranks.
+
+    w_gate and w_up are column-parallel (each rank owns d_ff/N hidden units), w_down is
+    row-parallel; the elementwise silu(gate) * up needs no communication because each
+    rank owns matching hidden units. One all-reduce forward (g), one backward (f).
+    """
+
+    def __init__(self, mlp: nn.Module, rank: int, world_size: int):
+        super().__init__()
+        _check_rank(rank, world_size)
+        for name in ("w_gate", "w_up", "w_down"):
+            if not isinstance(getattr(mlp, name, None), nn.Linear):
+                raise ValueError(f"mlp must have bias-free nn.Linear {name} (a model.MLP), got {type(mlp).__name__}")
+        self.rank, self.world_size = rank, world_size
+        # f is applied once for both column-parallel layers: they share the same input.
+        self.w_gate = ColumnParallelLinear.from_linear(mlp.w_gate, rank, world_size, input_is_replicated=False)
+        self.w_up = ColumnParallelLinear.from_linear(mlp.w_up, rank, world_size, input_is_replicated=False)
+        self.w_down = RowParallelLinear.from_linear(mlp.w_down, rank, world_size)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = copy_to_tp(x)
+        return self.w_down(F.silu(self.w_gate(x)) * self.w_up(x))
+
+
+class TensorParallelAttention(nn.Module):
+    """The model's grouped-query attention with heads split across ranks.
+
+    Rank i owns n_head/N query heads and the n_kv_head/N key/value heads their group
+    uses, so GQA's sharing stays inside one rank: wq, wk, wv are column-parallel by
+    heads, wo is row-parallel. Needs n_kv_head divisible by N (Megatron would replicate
+    K/V heads when N > n_kv_head; this sketch does not).
+    """
+
+    def __init__(self, attn: nn.Module, rank: int, world_size: int):
+        super().__init__()
+        _check_rank(rank, world_size)
+        for name in ("wq", "wk", "wv", "wo"):
+            if not isinstance(getattr(attn, name, None), nn.Linear):
+                raise ValueError(f"attn must have bias-free nn.Linear {name} (a model.Attention)")
+        n_head, n_kv_head, head_dim = attn.n_head, attn.n_kv_head, attn.head_dim
+        if n_head % world_size or n_kv_head % world_size:
+            raise ValueError(f"n_head ({n_head}) and n_kv_head ({n_kv_head}) must be divisible by the "
+                             f"tensor-parallel size {world_size}")
+        self.n_head, self.n_kv_head, self.head_dim = n_head // world_size, n_kv_head // world_size, head_dim
+        # Heads are contiguous blocks of head_dim output features, so chunking rows picks whole heads.
+        self.wq = ColumnParallelLinear.from_linear(attn.wq, rank, world_size, input_is_replicated=False)
+        self.wk = ColumnParallelLinear.from_linear(attn.wk, rank, world_size, input_is_replicated=False)
+        self.wv = ColumnParallelLinear.from_linear(attn.wv, rank, world_size, input_is_replicated=False)
+        self.wo = RowParallelLinear.from_linear(attn.wo, rank, world_size)
+
+    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+        from .model import apply_rope, causal_attention
+
+        b, t, _ = x.shape
+        x = copy_to_tp(x)
+        q = self.wq(x).view(b, t, self.n_head, self.head_dim).transpose(1, 2)
+        k = self.wk(x).view(b, t, self.n_kv_head, self.head_dim).transpose(1, 2)
+        v = self.wv(x).view(b, t, self.n_kv_head, self.head_dim).transpose(1, 2)
+        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        out = causal_attention(q, k, v)
+        return self.wo(out.transpose(1, 2).reshape(b, t, self.n_head * self.head_dim))
+
+
+class TensorParallelBlock(nn.Module):
+    """A model.Block whose attention and MLP are tensor-parallel; norms are replicated.
+
+    Per forward pass: 2 all-reduces (after attention, after MLP); per backward pass: 2
+    (before attention, before MLP). Build it with `TensorParallelBlock.from_block`.
+    """
+
+    def __init__(self, attn_norm: nn.Module, attn: TensorParallelAttention,
+                 mlp_norm: nn.Module, mlp: TensorParallelMLP):
+        super().__init__()
+        self.attn_norm, self.attn, self.mlp_norm, self.mlp = attn_norm, attn, mlp_norm, mlp
+
+    @classmethod
+    def from_block(cls, block: nn.Module, rank: int, world_size: int) -> "TensorParallelBlock":
+        """Shard a model.Block's weights for `rank` of `world_size` (copies; the block is unchanged)."""
+        import copy
+
+        for name in ("attn_norm", "attn", "mlp_norm", "mlp"):
+            if not hasattr(block, name):
+                raise ValueError(f"block must be a model.Block with .{name}, got {type(block).__name__}")
+        return cls(copy.deepcopy(block.attn_norm), TensorParallelAttention(block.attn, rank, world_size),
+                   copy.deepcopy(block.mlp_norm), TensorParallelMLP(block.mlp, rank, world_size))
+
+    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+        x = x + self.attn(self.attn_norm(x), cos, sin)
+        return x + self.mlp(self.mlp_norm(x))
+
+
+# ============================================================================ data parallelism
+
+def allreduce_gradients(module: nn.Module, bucket_bytes: int | None = None) -> int:
+    """Average every parameter's .grad over the data-parallel group; returns the number of all-reduces.
+
+    Without `bucket_bytes`, one all-reduce per parameter. With it, gradients are packed
+    into flat buckets of at most `bucket_bytes` (a parameter larger than that gets its own
+    bucket), one all-reduce each, as PyTorch DDP does (its default bucket is 25 MiB).
+    Parameters without a gradient are skipped. Works (and does nothing) without a group.
+    """
+    if not isinstance(module, nn.Module):
+        raise ValueError(f"module must be a torch.nn.Module, got {type(module).__name__}")
+    if bucket_bytes is not None and (isinstance(bucket_bytes, bool) or not isinstance(bucket_bytes, int)
+                                     or bucket_bytes < 1):
+        raise ValueError(f"bucket_bytes must be None or a positive int, got {bucket_bytes!r}")
+    grads = [p.grad for p in module.parameters() if p.grad is not None]
+    world = dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+    if world == 1 or not grads:
+        return 0
+    if bucket_bytes is None:
+        for g in grads:
+            dist.all_reduce(g)
+            g.div_(world)
+        return len(grads)
+    buckets: list[list[torch.Tensor]] = [[]]
+    size = 0
+    for g in grads:
+        nbytes = g.numel() * g.element_size()
+        if buckets[-1] and size + nbytes > bucket_bytes:
+            buckets.append([])
+            size = 0
+        buckets[-1].append(g)
+        size += nbytes
+    for bucket in buckets:
+        flat = torch.cat([g.reshape(-1) for g in bucket])
+        dist.all_reduce(flat)
+        flat.div_(world)
+        offset = 0
+        for g in bucket:
+            g.copy_(flat[offset:offset + g.numel()].view_as(g))
+            offset += g.numel()
+    return len(buckets)
+
+
+# ============================================================================ workers
+# Run with collectives.launch(fn, world_size, ...); they must live at module level. They
+# return NumPy arrays, not tensors: a tensor sent back through a multiprocessing queue
+# lives in shared memory that vanishes when its process exits.
+
+def _to_numpy(value):
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu().numpy()
+    if isinstance(value, dict):
+        return {k: _to_numpy(v) for k, v in value.items()}
+    return value
+
+def _tiny_config(cfg_kwargs: dict):
+    from .model import GPTConfig
+
+    return GPTConfig(**cfg_kwargs)
+
+
+def reference_step(cfg_kwargs: dict, x: torch.Tensor, y: torch.Tensor, *, lr: float = 0.1,
+                   seed: int = 0) -> dict:
+    """One SGD step of the whole tiny GPT on one process: loss, grads and updated weights (NumPy).
+
+    The single-process reference that `dp_step_worker` must reproduce. x, y: (batch, seq).
+    """
+    from .model import GPT
+
+    model = GPT(_tiny_config(cfg_kwargs), seed=seed)
+    loss = model.loss(x, y)
+    loss.backward()
+    grads = {n: p.grad.clone() for n, p in model.named_parameters()}
+    with torch.no_grad():
+        for p in model.parameters():
+            p -= lr * p.grad
+    return _to_numpy({"loss": loss.item(), "grads": grads,
+                      "params": {n: p.detach().clone() for n, p in model.named_parameters()}})
+
+
+def dp_step_worker(rank: int, world_size: int, cfg_kwargs: dict, x: torch.Tensor, y: torch.Tensor,
+                   lr: float = 0.1, seed: int = 0, bucket_bytes: int | None = None) -> dict:
+    """Data-parallel SGD step: rank r takes batch rows r::N... as a contiguous slice, averages grads.
+
+    Every rank builds the same model (same seed), computes the mean loss on its
+    batch/N rows, all-reduces the gradients and steps. Returns the same dictionary as
+    `reference_step` (the loss is averaged over ranks) plus the number of all-reduces.
+    """
+    from .model import GPT
+
+    if x.shape[0] % world_size:
+        raise ValueError(f"batch {x.shape[0]} must be divisible by the data-parallel size {world_size}")
+    model = GPT(_tiny_config(cfg_kwargs), seed=seed)
+    rows = slice(rank * x.shape[0] // world_size, (rank + 1) * x.shape[0] // world_size)
+    loss = model.loss(x[rows], y[rows])
+    loss.backward()
+    n_allreduce = allreduce_gradients(model, bucket_bytes)
+    mean_loss = loss.detach().clone()
+    dist.all_reduce(mean_loss)
+    grads = {n: p.grad.clone() for n, p in model.named_parameters()}
+    with torch.no_grad():
+        for p in model.parameters():
+            p -= lr * p.grad
+    return _to_numpy({"loss": mean_loss.item() / world_size, "grads": grads, "allreduces": n_allreduce,
+                      "params": {n: p.detach().clone() for n, p in model.named_parameters()}})
+
+
+def tp_block_worker(rank: int, world_size: int, cfg_kwargs: dict, x: torch.Tensor,
+                    lr: float = 0.1, seed: int = 0) -> dict:
+    """Tensor-parallel forward, backward and SGD step of block 0 of the tiny GPT.
+
+    Every rank builds the same GPT (same seed), shards block 0 with
+    `TensorParallelBlock.from_block`, runs x (batch, seq, d_model) through it with loss
+    = sum of squares of the output / 2, and steps. Returns this rank's output (replicated),
+    input gradient, weight shards, their gradients and updated values, and the all-reduce
+    log, for the caller to compare with the unsharded block.
+    """
+    from .model import GPT
+
+    model = GPT(_tiny_config(cfg_kwargs), seed=seed)
+    tp = TensorParallelBlock.from_block(model.blocks[0], rank, world_size)
+    t = x.shape[1]
+    cos, sin = model.rope_cos[:t], model.rope_sin[:t]
+    x = x.clone().requires_grad_(True)
+    with record_allreduces() as log:
+        out = tp(x, cos, sin)
+        (out.pow(2).sum() / 2).backward()
+    grads = {n: p.grad.clone() for n, p in tp.named_parameters()}
+    with torch.no_grad():
+        for p in tp.parameters():
+            p -= lr * p.grad
+    return _to_numpy({"out": out.detach(), "x_grad": x.grad.clone(), "grads": grads, "log": list(log),
+                      "params": {n: p.detach().clone() for n, p in tp.named_parameters()}})
+
+
+# ============================================================================ pipeline schedules
+
+@dataclass(frozen=True)
+class PipelineOp:
+    """One unit of pipeline work on one rank.
+
+    kind: "F" forward, "B" backward (input gradient; the whole backward unless the
+    schedule splits off "W"), "W" weight gradient. stage: virtual stage 0..p*v-1
+    (rank = stage % p). start/end in the unit of the op costs.
+    """
+    kind: str
+    microbatch: int
+    stage: int
+    rank: int
+    start: float
+    end: float
+
+
+@dataclass
+class PipelineSchedule:
+    """A simulated pipeline schedule: every op with its times, plus the derived measures.
+
+    bubble_fraction = (makespan - busy) / busy averaged over ranks, where busy is a rank's
+    total compute time: Narayanan et al.'s "bubble time / ideal time".
+    peak_inflight[r]: the most micro-batches whose activations rank r held at once (a
+    micro-batch counts from its forward's start until its backward "B" ends; with
+    interleaving, each chunk counts 1/v).
+    """
+    name: str
+    p: int
+    m: int
+    v: int
+    costs: dict
+    ops: list[PipelineOp] = field(repr=False)
+    makespan: float = 0.0
+    busy: list[float] = field(default_factory=list)
+    bubble_fraction: float = 0.0
+    peak_inflight: list[float] = field(default_factory=list)
+
+    def rank_ops(self, rank: int) -> list[PipelineOp]:
+        """Rank `rank`'s ops in time order."""
+        if not 0 <= rank < self.p:
+            raise ValueError(f"rank must be in [0, {self.p}), got {rank!r}")
+        return sorted((o for o in self.ops if o.rank == rank), key=lambda o: o.start)
+
+
+SCHEDULES = ("gpipe", "1f1b", "interleaved", "zb-h1")
+
+
+def pipeline_schedule(name: str, p: int, m: int, v: int = 1, *, t_f: float = 1.0, t_b: float = 2.0,
+                      t_w: float | None = None, t_comm: float = 0.0) -> PipelineSchedule:
+    """Simulate pipeline schedule `name` on p stages (ranks) with m micro-batches.
+
+    name: "gpipe" (all forwards, then all backwards; Huang et al. 2019), "1f1b"
+    (PipeDream-Flush: warm-up forwards then one forward / one backward; Narayanan et
+    al. 2021), "interleaved" (1F1B over v model chunks per rank; needs m % p == 0),
+    "zb-h1" (zero-bubble ZB-H1, Qi et al. 2023: backward split into B (input grad) and W
+    (weight grad); W fills what would be bubbles, memory limit as 1F1B).
+    Costs are per micro-batch for a rank's whole share of layers: t_f forward, t_b the
+    full backward. t_w is the part of t_b that is the weight gradient (default t_b/2);
+    only zb-h1 splits it off (B then costs t_b - t_w). With interleaving each chunk op
+    costs 1/v of that. t_comm delays each stage-to-stage hand-off.
+    """
+    key = name.lower() if isinstance(name, str) else name
+    if key not in SCHEDULES:
+        raise KeyError(f"unknown schedule {name!r}; valid names: {', '.join(SCHEDULES)}")
+    for label, value in (("p", p), ("m", m), ("v", v)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{label} must be a positive int, got {value!r}")
+    if t_w is None:
+        t_w = t_b / 2
+    for label, value in (("t_f", t_f), ("t_b", t_b)):
+        if not (isinstance(value, (int, float)) and value > 0):
+            raise ValueError(f"{label} must be a positive number, got {value!r}")
+    if not (isinstance(t_w, (int, float)) and 0 < t_w < t_b):
+        raise ValueError(f"t_w must be a number in (0, t_b) = (0, {t_b}), got {t_w!r}")
+    if not (isinstance(t_comm, (int, float)) and t_comm >= 0):
+        raise ValueError(f"t_comm must be a number >= 0, got {t_comm!r}")
+    if key != "interleaved" and v != 1:
+        raise ValueError(f"v (virtual stages per rank) applies to 'interleaved' only; got v={v} for {name!r}")
+    if key == "interleaved" and v < 2:
+        raise ValueError(f"interleaved 1F1B needs v >= 2 model chunks per rank (v=1 is plain '1f1b'), got v={v}")
+    if key == "interleaved" and m % p:
+        raise ValueError(f"interleaved 1F1B needs m divisible by p (Megatron's rule); got m={m}, p={p}")
+
+    split = key == "zb-h1"
+    cost = {"F": t_f / v, "B": (t_b - t_w if split else t_b) / v, "W": t_w / v}
+    if key == "zb-h1":
+        ops = _simulate(p, 1, m, cost, t_comm, policy=_zb_h1_policy(p, m))
+    else:
+        orders = {"gpipe": _gpipe_order, "1f1b": _one_f_one_b_order, "interleaved": _interleaved_order}[key]
+        ops = _simulate(p, v, m, cost, t_comm, orders=[orders(r, p, m, v) for r in range(p)])
+    makespan = max(o.end for o in ops)
+    busy = [sum(o.end - o.start for o in ops if o.rank == r) for r in range(p)]
+    bubble = sum((makespan - b) / b for b in busy) / p
+    peak = [_peak_inflight([o for o in ops if o.rank == r], v) for r in range(p)]
+    return PipelineSchedule(name=key, p=p, m=m, v=v, costs=dict(t_f=t_f, t_b=t_b, t_w=t_w, t_comm=t_comm),
+                            ops=ops, makespan=makespan, busy=busy, bubble_fraction=bubble, peak_inflight=peak)
+
+
+# --- per-rank orders (each a list of (kind, microbatch, stage))
+
+def _gpipe_order(r, p, m, v):
+    return [("F", i, r) for i in range(m)] + [("B", i, r) for i in range(m)]
+
+
+def _one_f_one_b_order(r, p, m, v):
+    warmup = min(p - r - 1, m)
+    order = [("F", i, r) for i in range(warmup)]
+    f, b = warmup, 0
+    while f < m:                      # steady state: one forward, one backward
+        order += [("F", f, r), ("B", b, r)]
+        f, b = f + 1, b + 1
+    order += [("B", i, r) for i in range(b, m)]
+    return order
+
+
+def _interleaved_order(r, p, m, v):
+    """Megatron-LM's interleaved 1F1B: forwards go through chunks 0..v-1 in groups of p micro-batches."""
+    total = m * v
+
+    def op(k, forward):
+        in_group = k % (p * v)
+        chunk = in_group // p
+        if not forward:
+            chunk = v - 1 - chunk
+        mb = (k // (p * v)) * p + k % p
+        return ("F" if forward else "B", mb, chunk * p + r)
+
+    warmup = min((p - r - 1) * 2 + (v - 1) * p, total)
+    order = [op(k, True) for k in range(warmup)]
+    for k in range(total - warmup):
+        order += [op(warmup + k, True), op(k, False)]
+    order += [op(k, False) for k in range(total - warmup, total)]
+    return order
+
+
+def _zb_h1_policy(p, m):
+    """Greedy ZB-H1: a ready B first (critical path), else the next F while fewer than
+    p - r micro-batches are in flight (1F1B's memory), else a pending W (filling a bubble)."""
+
+    def pick(r, ready, state):
+        bs = [o for o in ready if o[0] == "B"]
+        if bs:
+            return min(bs, key=lambda o: o[1])
+        fs = [o for o in ready if o[0] == "F"]
+        if fs and state["inflight"][r] < p - r:
+            return min(fs, key=lambda o: o[1])
+        ws = [o for o in ready if o[0] == "W"]
+        if ws:
+            return min(ws, key=lambda o: o[1])
+        return None
+
+    return pick
+
+
+def _deps(kind, mb, stage, n_stages):
+    """(op, needs hand-off) pairs that must finish before (kind, mb, stage)."""
+    if kind == "F":
+        return [(("F", mb, stage - 1), True)] if stage > 0 else []
+    if kind == "B":
+        own = [(("F", mb, stage), False)]
+        return own + ([(("B", mb, stage + 1), True)] if stage < n_stages - 1 else [])
+    return [(("B", mb, stage), False)]
+
+
+def _simulate(p, v, m, cost, t_comm, orders=None, policy=None) -> list[PipelineOp]:
+    """Event-driven list scheduling. Each rank runs one op at a time; an op starts when its
+    rank is free and its dependencies have finished (plus t_comm across a hand-off).
+    With `orders`, each rank follows its list strictly; with `policy`, it picks among ready ops."""
+    n_stages = p * v
+    split = policy is not None
+    kinds = ("F", "B", "W") if split else ("F", "B")
+    todo = {r: [(k, i, c * p + r) for c in range(v) for i in range(m) for k in kinds] for r in range(p)}
+    end: dict[tuple, float] = {}
+    free = [0.0] * p
+    state = {"inflight": [0] * p}
+    releases: list[tuple[float, int]] = []     # (time, rank): B finished, activations freed
+    ops: list[PipelineOp] = []
+    remaining = sum(len(t) for t in todo.values())
+    t = 0.0
+    while remaining:
+        while releases and releases[0][0] <= t:
+            _, r = heapq.heappop(releases)
+            state["inflight"][r] -= 1
+
+        def ready_at(o):
+            times = [0.0]
+            for dep, handoff in _deps(*o, n_stages):
+                if dep not in end:
+                    return None
+                times.append(end[dep] + (t_comm if handoff else 0.0))
+            return max(times)
+
+        started = False
+        for r in range(p):
+            if free[r] > t:
+                continue
+            if orders is not None:
+                if not orders[r]:
+                    continue
+                nxt = orders[r][0]
+                at = ready_at(nxt)
+                choice = nxt if at is not None and at <= t else None
+            else:
+                ready = [o for o in todo[r] if (a := ready_at(o)) is not None and a <= t]
+                choice = policy(r, ready, state)
+            if choice is None:
+                continue
+            if orders is not None:
+                orders[r].pop(0)
+            todo[r].remove(choice)
+            kind, mb, stage = choice
+            finish = t + cost[kind]
+            end[choice] = finish
+            ops.append(PipelineOp(kind, mb, stage, r, t, finish))
+            free[r] = finish
+            if kind == "F":
+                state["inflight"][r] += 1
+            elif kind == "B":
+                heapq.heappush(releases, (finish, r))
+            remaining -= 1
+            started = True
+        if started:
+            continue   # look again at the same t: a rank that started nothing may still be idle
+        # advance to the next moment something can change: a rank frees up or a hand-off lands
+        candidates = [f for f in free if f > t]
+        candidates += [e + t_comm for e in end.values() if e + t_comm > t]
+        candidates += [rt for rt, _ in releases if rt > t]
+        if not candidates:
+            raise RuntimeError("pipeline schedule deadlocked: the per-rank orders are inconsistent")
+        t = min(candidates)
+    return sorted(ops, key=lambda o: (o.rank, o.start))
+
+
+def _peak_inflight(rank_ops: Sequence[PipelineOp], v: int) -> float:
+    events = []
+    for o in rank_ops:
+        if o.kind == "F":
+            events.append((o.start, 1))
+        elif o.kind == "B":
+            events.append((o.end, -1))
+    events.sort(key=lambda e: (e[0], e[1]))   # a release at time t happens before a start at t
+    level = peak = 0
+    for _, delta in events:
+        level += delta
+        peak = max(peak, level)
+    return peak / v
+
+
+def plot_schedule(schedule: PipelineSchedule, ax=None):
+    """Draw one schedule as a timeline: a row per rank, a box per op labelled with its micro-batch.
+
+    Forward boxes are blue, backward (B) orange, weight-gradient (W) green; a darker
+    shade marks later model chunks when interleaved. Returns the matplotlib Axes.
+    """
+    import matplotlib.pyplot as plt
+    from matplotlib import colors as mcolors
+
+    if not isinstance(schedule, PipelineSchedule):
+        raise ValueError(f"schedule must be a PipelineSchedule, got {type(schedule).__name__}")
+    if ax is None:
+        _, ax = plt.subplots(figsize=(10, 0.45 * schedule.p + 1))
+    base = {"F": "#4C72B0", "B": "#DD8452", "W": "#55A868"}
+    for o in schedule.ops:
+        chunk = o.stage // schedule.p
+        shade = 1.0 - 0.35 * chunk / max(schedule.v - 1, 1) if schedule.v > 1 else 1.0
+        rgb = [c * shade for c in mcolors.to_rgb(base[o.kind])]
+        ax.barh(o.rank, o.end - o.start, left=o.start, height=0.8, color=rgb, edgecolor="white", linewidth=0.5)
+        if (o.end - o.start) >= 0.45 * max(schedule.costs["t_f"] / schedule.v, 0.3):
+            ax.text((o.start + o.end) / 2, o.rank, str(o.microbatch + 1), ha="center", va="center",
+                    fontsize=6, color="white")
+    ax.set_yticks(range(schedule.p))
+    ax.set_yticklabels([f"rank {r}" for r in range(schedule.p)])
+    ax.invert_yaxis()
+    ax.set_xlim(0, schedule.makespan)
+    ax.set_xlabel("time (units of the op costs)")
+    label = {"gpipe": "GPipe", "1f1b": "1F1B", "interleaved": f"interleaved 1F1B (v={schedule.v})",
+             "zb-h1": "zero-bubble ZB-H1"}[schedule.name]
+    ax.set_title(f"{label}: p={schedule.p}, m={schedule.m}, bubble {schedule.bubble_fraction:.1%}, "
+                 f"peak in-flight {max(schedule.peak_inflight):g} micro-batches", fontsize=9)
+    return ax
+
+
+def plot_schedules(p: int = 4, m: int = 8, v: int = 2, **costs):
+    """The four schedules one above the other on a shared time axis; returns the Figure."""
+    import matplotlib.pyplot as plt
+
+    scheds = [pipeline_schedule("gpipe", p, m, **costs), pipeline_schedule("1f1b", p, m, **costs),
+              pipeline_schedule("interleaved", p, m, v, **costs), pipeline_schedule("zb-h1", p, m, **costs)]
+    fig, axes = plt.subplots(4, 1, figsize=(10, 4 * (0.45 * p + 0.9)), sharex=True)
+    for s, ax in zip(scheds, axes):
+        plot_schedule(s, ax)
+        ax.set_xlim(0, max(x.makespan for x in scheds))
+    for ax in axes[:-1]:
+        ax.set_xlabel("")
+    fig.tight_layout()
+    return fig
+
+
+# ============================================================================ layout planning
+
+@dataclass(frozen=True)
+class Layout:
+    """One (TP, PP, DP) layout and what it costs per GPU, per optimizer step.
+
+    Memory in bytes per GPU: model states (bf16 weights and grads, fp32 Adam states and
+    master weights sharded over DP as in ZeRO-1) and activations of the in-flight
+    micro-batches. Communication in bytes sent per GPU per step.
+    """
+    tp: int
+    pp: int
+    dp: int
+    microbatches: int
+    params_per_gpu: float
+    weights_bytes: float
+    grads_bytes: float
+    optimizer_bytes: float
+    activation_bytes: float
+    tp_comm_bytes: float
+    pp_comm_bytes: float
+    dp_comm_bytes: float
+    bubble_fraction: float
+
+    @property
+    def memory_bytes(self) -> float:
+        return self.weights_bytes + self.grads_bytes + self.optimizer_bytes + self.activation_bytes
+
+    @property
+    def comm_bytes(self) -> float:
+        return self.tp_comm_bytes + self.pp_comm_bytes + self.dp_comm_bytes
+
+
+def layout_memory_bytes(params: float, n_layers: int, d_model: int, *, tp: int, pp: int, dp: int,
+                        seq_len: int, micro_batch: int, microbatches: int,
+                        zero_stage: int = 1) -> dict[str, float]:
+    """Per-GPU bytes of weights, grads, optimizer states and activations for one layout.
+
+    Mixed-precision Adam (Rajbhandari et al. 2020): 2 bytes of bf16 weights, 2 of
+    grads, 12 of fp32 master weights + momentum + variance per parameter. ZeRO stage 0
+    keeps all of it on every DP rank, stage 1 shards the 12, stage 2 also the grads,
+    stage 3 also the weights. Activations follow Korthikanti et al. 2022 with sequence
+    parallelism and selective recomputation: 34 * s * b * h / t bytes per layer per
+    micro-batch; under 1F1B the first stage holds min(pp, m) micro-batches of its
+    ceil(L / pp) layers.
+    """
+    for label, value in (("tp", tp), ("pp", pp), ("dp", dp), ("seq_len", seq_len),
+                         ("micro_batch", micro_batch), ("microbatches", microbatches),
+                         ("n_layers", n_layers), ("d_model", d_model)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{label} must be a positive int, got {value!r}")
+    if not params > 0:
+        raise ValueError(f"params must be > 0, got {params!r}")
+    if zero_stage not in (0, 1, 2, 3):
+        raise ValueError(f"zero_stage must be 0, 1, 2 or 3, got {zero_stage!r}")
+    local = params / (tp * pp)
+    weights = 2 * local / (dp if zero_stage >= 3 else 1)
+    grads = 2 * local / (dp if zero_stage >= 2 else 1)
+    optimizer = 12 * local / (dp if zero_stage >= 1 else 1)
+    per_layer = 34 * seq_len * micro_batch * d_model / tp
+    activations = per_layer * math.ceil(n_layers / pp) * min(pp, microbatches)
+    return {"weights": weights, "grads": grads, "optimizer": optimizer, "activations": activations}
+
+
+def plan_layouts(model, gpu, n_gpus: int, *, gpus_per_node: int = 8, seq_len: int = 4096,
+                 global_batch: int = 1024, micro_batch: int = 1, zero_stage: int = 1,
+                 usable_memory_fraction: float = 0.9) -> list[Layout]:
+    """Every (TP, PP, DP) with TP * PP * DP = n_gpus whose memory per GPU fits, best first.
+
+    model: a catalog name or `catalog.ModelSpec`; gpu: a `hardware` name or
+    `hardware.Accelerator`. Rules: TP divides gpus_per_node (it stays inside the NVLink
+    domain) and the number of attention heads; PP <= n_layers (uneven stages allowed,
+    as Llama 3 405B's 126 layers on 16 stages); global_batch (sequences) splits into
+    DP x micro_batch x m with m >= 1 micro-batches. A layout fits when its memory is at
+    most usable_memory_fraction of the GPU's HBM. MoE models count every expert on
+    every GPU (no expert parallelism): an upper bound. Sorted by communication volume,
+    then memory.
+    """
+    from .catalog import ModelSpec, model_spec
+
+    spec = model_spec(model) if isinstance(model, str) else model
+    if not isinstance(spec, ModelSpec):
+        raise ValueError(f"model must be a catalog name or a ModelSpec, got {type(model).__name__}")
+    acc = _accelerator(gpu)
+    for label, value in (("n_gpus", n_gpus), ("gpus_per_node", gpus_per_node), ("seq_len", seq_len),
+                         ("global_batch", global_batch), ("micro_batch", micro_batch)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{label} must be a positive int, got {value!r}")
+    if not 0 < usable_memory_fraction <= 1:
+        raise ValueError(f"usable_memory_fraction must be in (0, 1], got {usable_memory_fraction!r}")
+    if zero_stage not in (0, 1, 2, 3):
+        raise ValueError(f"zero_stage must be 0, 1, 2 or 3, got {zero_stage!r}")
+    params = spec.total_params()
+    limit = usable_memory_fraction * acc.hbm_gb * 1e9
+    act_bytes = seq_len * micro_batch * spec.d_model * 2          # one bf16 activation tensor (s, b, h)
+    out = []
+    for tp in _divisors(gpus_per_node):
+        if spec.n_heads % tp or tp > n_gpus:
+            continue
+        for pp in range(1, spec.n_layers + 1):
+            if n_gpus % (tp * pp):
+                continue
+            dp = n_gpus // (tp * pp)
+            if global_batch % (dp * micro_batch):
+                continue
+            m = global_batch // (dp * micro_batch)
+            mem = layout_memory_bytes(params, spec.n_layers, spec.d_model, tp=tp, pp=pp, dp=dp,
+                                      seq_len=seq_len, micro_batch=micro_batch, microbatches=m,
+                                      zero_stage=zero_stage)
+            if sum(mem.values()) > limit:
+                continue
+            layers = math.ceil(spec.n_layers / pp)
+            ring = lambda n: 2 * (n - 1) / n                       # noqa: E731  all-reduce bytes factor
+            tp_comm = 4 * ring(tp) * act_bytes * layers * m         # 2 fwd + 2 bwd all-reduces per layer
+            pp_comm = (2 * act_bytes * m) if pp > 1 else 0.0       # activation out, gradient back
+            dp_comm = ring(dp) * 2 * params / (tp * pp)              # bf16 grads (reduce-scatter + all-gather)
+            out.append(Layout(tp, pp, dp, m, params / (tp * pp), mem["weights"], mem["grads"],
+                              mem["optimizer"], mem["activations"], tp_comm, pp_comm, dp_comm,
+                              (pp - 1) / m))
+    return sorted(out, key=lambda L: (L.comm_bytes, L.memory_bytes))
+
+
+def _accelerator(gpu):
+    from . import hardware
+
+    if isinstance(gpu, str):
+        return hardware.accelerator(gpu)
+    if isinstance(gpu, hardware.Accelerator):
+        return gpu
+    raise ValueError(f"gpu must be a hardware name or a hardware.Accelerator, got {type(gpu).__name__}")
+
+
+def _divisors(n: int) -> Iterable[int]:
+    return [d for d in range(1, n + 1) if n % d == 0]
