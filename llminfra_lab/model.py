@@ -298,8 +298,9 @@ class GPT(nn.Module):
 def filter_logits(logits: torch.Tensor, top_k: int | None = None, top_p: float | None = None) -> torch.Tensor:
     """Set to -inf every logit outside the top-k and outside the top-p nucleus (last dim).
 
-    Top-p keeps the smallest set of most likely tokens whose probability reaches p
-    (Holtzman et al. 2019): a token is kept when the mass of the tokens ranked above it is < p.
+    Top-k keeps the k largest logits. Top-p then keeps the smallest set of most likely
+    survivors whose renormalised probability reaches p (Holtzman et al. 2019): a token is
+    kept when the mass of the tokens ranked above it is < p.
     """
     if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
         raise ValueError(f"top_k must be None or a positive int, got {top_k!r}")
