@@ -460,7 +460,7 @@ def plot_training_costs(estimates: Sequence[TrainingEstimate], ax=None):
         ax.text(e.cost_usd * 1.1, i, f"{e.gpu_hours / 1e6:.2f}M GPU-h, ${e.cost_usd / 1e6:.1f}M",
                 va="center", fontsize=8)
     ax.set_xscale("log")
-    ax.set_xlim(min(costs) / 3, max(costs) * 30)
+    ax.set_xlim(min(costs) / 3, max(costs) * 10)
     ax.invert_yaxis()
     ax.set_xlabel("estimated pre-training cost (USD, log scale)")
     first = ests[0]
