@@ -43,7 +43,7 @@ __all__ = [
     # pipeline schedules
     "PipelineOp", "PipelineSchedule", "pipeline_schedule", "SCHEDULES", "plot_schedule", "plot_schedules",
     # layout planning
-    "Layout", "plan_layouts", "layout_memory_bytes",
+    "Layout", "plan_layouts", "layout_memory_bytes", "RECOMPUTE",
     # workers run by collectives.launch
     "tp_block_worker", "dp_step_worker", "reference_step",
 ]
@@ -373,7 +373,7 @@ def reference_step(cfg_kwargs: dict, x: torch.Tensor, y: torch.Tensor, *, lr: fl
 
 def dp_step_worker(rank: int, world_size: int, cfg_kwargs: dict, x: torch.Tensor, y: torch.Tensor,
                    lr: float = 0.1, seed: int = 0, bucket_bytes: int | None = None) -> dict:
-    """Data-parallel SGD step: rank r takes batch rows r::N... as a contiguous slice, averages grads.
+    """Data-parallel SGD step: rank r takes the r-th contiguous 1/N of the batch rows and averages grads.
 
     Every rank builds the same model (same seed), computes the mean loss on its
     batch/N rows, all-reduces the gradients and steps. Returns the same dictionary as
@@ -398,25 +398,33 @@ def dp_step_worker(rank: int, world_size: int, cfg_kwargs: dict, x: torch.Tensor
                       "params": {n: p.detach().clone() for n, p in model.named_parameters()}})
 
 
-def tp_block_worker(rank: int, world_size: int, cfg_kwargs: dict, x: torch.Tensor,
+def tp_block_worker(rank: int, world_size: int, cfg_kwargs: dict, x: torch.Tensor, part: str = "block",
                     lr: float = 0.1, seed: int = 0) -> dict:
-    """Tensor-parallel forward, backward and SGD step of block 0 of the tiny GPT.
+    """Tensor-parallel forward, backward and SGD step of block 0 (or its MLP) of the tiny GPT.
 
-    Every rank builds the same GPT (same seed), shards block 0 with
-    `TensorParallelBlock.from_block`, runs x (batch, seq, d_model) through it with loss
-    = sum of squares of the output / 2, and steps. Returns this rank's output (replicated),
-    input gradient, weight shards, their gradients and updated values, and the all-reduce
-    log, for the caller to compare with the unsharded block.
+    Every rank builds the same GPT (same seed) and shards block 0 with
+    `TensorParallelBlock.from_block` (part="block") or its MLP with `TensorParallelMLP`
+    (part="mlp"), runs x (batch, seq, d_model) through it with loss = sum(out^2) / 2, and
+    takes an SGD step. Returns this rank's output (replicated), input gradient, weight
+    shards' gradients and updated values, and the all-reduce log, for the caller to
+    compare with the unsharded module.
     """
     from .model import GPT
 
+    if part not in ("block", "mlp"):
+        raise ValueError(f"part must be 'block' or 'mlp', got {part!r}")
     model = GPT(_tiny_config(cfg_kwargs), seed=seed)
-    tp = TensorParallelBlock.from_block(model.blocks[0], rank, world_size)
     t = x.shape[1]
     cos, sin = model.rope_cos[:t], model.rope_sin[:t]
+    if part == "block":
+        tp = TensorParallelBlock.from_block(model.blocks[0], rank, world_size)
+        run = lambda inp: tp(inp, cos, sin)                        # noqa: E731
+    else:
+        tp = TensorParallelMLP(model.blocks[0].mlp, rank, world_size)
+        run = tp
     x = x.clone().requires_grad_(True)
     with record_allreduces() as log:
-        out = tp(x, cos, sin)
+        out = run(x)
         (out.pow(2).sum() / 2).backward()
     grads = {n: p.grad.clone() for n, p in tp.named_parameters()}
     with torch.no_grad():
@@ -728,13 +736,18 @@ def plot_schedules(p: int = 4, m: int = 8, v: int = 2, **costs):
 
 # ============================================================================ layout planning
 
+RECOMPUTE = ("none", "selective", "full")
+
+
 @dataclass(frozen=True)
 class Layout:
     """One (TP, PP, DP) layout and what it costs per GPU, per optimizer step.
 
     Memory in bytes per GPU: model states (bf16 weights and grads, fp32 Adam states and
-    master weights sharded over DP as in ZeRO-1) and activations of the in-flight
-    micro-batches. Communication in bytes sent per GPU per step.
+    master weights, sharded over DP by the ZeRO stage) and activations of the in-flight
+    micro-batches. Communication in bytes sent per GPU per step: tensor-parallel
+    all-reduces stay inside a node (NVLink); pipeline hand-offs and the data-parallel
+    gradient reduction cross nodes. step_time_s is a rough model (see `plan_layouts`).
     """
     tp: int
     pp: int
@@ -749,60 +762,82 @@ class Layout:
     pp_comm_bytes: float
     dp_comm_bytes: float
     bubble_fraction: float
+    step_time_s: float
 
     @property
     def memory_bytes(self) -> float:
         return self.weights_bytes + self.grads_bytes + self.optimizer_bytes + self.activation_bytes
 
     @property
-    def comm_bytes(self) -> float:
-        return self.tp_comm_bytes + self.pp_comm_bytes + self.dp_comm_bytes
+    def intra_node_comm_bytes(self) -> float:
+        return self.tp_comm_bytes
+
+    @property
+    def inter_node_comm_bytes(self) -> float:
+        return self.pp_comm_bytes + self.dp_comm_bytes
 
 
 def layout_memory_bytes(params: float, n_layers: int, d_model: int, *, tp: int, pp: int, dp: int,
-                        seq_len: int, micro_batch: int, microbatches: int,
-                        zero_stage: int = 1) -> dict[str, float]:
+                        seq_len: int, micro_batch: int, microbatches: int, n_heads: int = 1,
+                        zero_stage: int = 1, recompute: str = "selective") -> dict[str, float]:
     """Per-GPU bytes of weights, grads, optimizer states and activations for one layout.
 
     Mixed-precision Adam (Rajbhandari et al. 2020): 2 bytes of bf16 weights, 2 of
     grads, 12 of fp32 master weights + momentum + variance per parameter. ZeRO stage 0
     keeps all of it on every DP rank, stage 1 shards the 12, stage 2 also the grads,
-    stage 3 also the weights. Activations follow Korthikanti et al. 2022 with sequence
-    parallelism and selective recomputation: 34 * s * b * h / t bytes per layer per
-    micro-batch; under 1F1B the first stage holds min(pp, m) micro-batches of its
-    ceil(L / pp) layers.
+    stage 3 also the weights. Activations per layer per micro-batch follow Korthikanti
+    et al. 2022 with sequence parallelism (s = seq_len, b = micro_batch, h = d_model,
+    a = n_heads, t = tp): recompute "none" s*b*h*(34 + 5*a*s/h)/t bytes, "selective"
+    (attention core recomputed, as FlashAttention does) 34*s*b*h/t, "full" (only each
+    layer's input kept) 2*s*b*h/t. Under 1F1B the first stage holds min(pp, m)
+    micro-batches of its ceil(L / pp) layers.
     """
     for label, value in (("tp", tp), ("pp", pp), ("dp", dp), ("seq_len", seq_len),
                          ("micro_batch", micro_batch), ("microbatches", microbatches),
-                         ("n_layers", n_layers), ("d_model", d_model)):
+                         ("n_layers", n_layers), ("d_model", d_model), ("n_heads", n_heads)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{label} must be a positive int, got {value!r}")
-    if not params > 0:
-        raise ValueError(f"params must be > 0, got {params!r}")
+    if not (isinstance(params, (int, float)) and params > 0):
+        raise ValueError(f"params must be a number > 0, got {params!r}")
     if zero_stage not in (0, 1, 2, 3):
         raise ValueError(f"zero_stage must be 0, 1, 2 or 3, got {zero_stage!r}")
+    if recompute not in RECOMPUTE:
+        raise ValueError(f"recompute must be one of {RECOMPUTE}, got {recompute!r}")
     local = params / (tp * pp)
     weights = 2 * local / (dp if zero_stage >= 3 else 1)
     grads = 2 * local / (dp if zero_stage >= 2 else 1)
     optimizer = 12 * local / (dp if zero_stage >= 1 else 1)
-    per_layer = 34 * seq_len * micro_batch * d_model / tp
+    sbh = seq_len * micro_batch * d_model
+    per_layer = {"none": sbh * (34 + 5 * n_heads * seq_len / d_model), "selective": 34 * sbh,
+                 "full": 2 * sbh}[recompute] / tp
     activations = per_layer * math.ceil(n_layers / pp) * min(pp, microbatches)
     return {"weights": weights, "grads": grads, "optimizer": optimizer, "activations": activations}
 
 
 def plan_layouts(model, gpu, n_gpus: int, *, gpus_per_node: int = 8, seq_len: int = 4096,
                  global_batch: int = 1024, micro_batch: int = 1, zero_stage: int = 1,
-                 usable_memory_fraction: float = 0.9) -> list[Layout]:
-    """Every (TP, PP, DP) with TP * PP * DP = n_gpus whose memory per GPU fits, best first.
+                 recompute: str = "selective", usable_memory_fraction: float = 0.9,
+                 scaleout_gbps: float = 50.0, mfu: float = 0.5, virtual_stages: int = 1) -> list[Layout]:
+    """Every (TP, PP, DP) with TP * PP * DP = n_gpus whose memory per GPU fits, fastest first.
 
     model: a catalog name or `catalog.ModelSpec`; gpu: a `hardware` name or
     `hardware.Accelerator`. Rules: TP divides gpus_per_node (it stays inside the NVLink
     domain) and the number of attention heads; PP <= n_layers (uneven stages allowed,
-    as Llama 3 405B's 126 layers on 16 stages); global_batch (sequences) splits into
-    DP x micro_batch x m with m >= 1 micro-batches. A layout fits when its memory is at
-    most usable_memory_fraction of the GPU's HBM. MoE models count every expert on
-    every GPU (no expert parallelism): an upper bound. Sorted by communication volume,
-    then memory.
+    as Llama 3 405B's 126 layers on 16 stages); global_batch (sequences of seq_len
+    tokens) splits into DP x micro_batch x m with m >= 1. A layout fits when memory
+    (`layout_memory_bytes`) <= usable_memory_fraction x HBM.
+
+    Communication per GPU per step, bf16 (2 bytes): TP, 4 ring all-reduces of an
+    (s, b, h) activation per layer per micro-batch (2 forward, 2 backward), each sending
+    2(t-1)/t of it; PP, one activation out and one gradient back per micro-batch; DP, a
+    ring all-reduce (ZeRO: reduce-scatter + all-gather, the same volume) of this GPU's
+    gradients. step_time_s, a rough model with no overlap: compute 6 x active params x
+    tokens / (n_gpus x dense bf16 peak x mfu), stretched by (1 + bubble), plus TP bytes
+    over half the scale-up bandwidth (one direction) and PP + DP bytes over scaleout_gbps
+    (GB/s per GPU; 50 = a 400 Gb/s NIC). MoE models count every expert on every GPU (no
+    expert parallelism): an upper bound on memory. virtual_stages v > 1 models the
+    interleaved schedule: bubble (pp-1)/(v m), v times the pipeline hand-offs (its
+    slightly larger activation memory is not counted).
     """
     from .catalog import ModelSpec, model_spec
 
@@ -811,16 +846,25 @@ def plan_layouts(model, gpu, n_gpus: int, *, gpus_per_node: int = 8, seq_len: in
         raise ValueError(f"model must be a catalog name or a ModelSpec, got {type(model).__name__}")
     acc = _accelerator(gpu)
     for label, value in (("n_gpus", n_gpus), ("gpus_per_node", gpus_per_node), ("seq_len", seq_len),
-                         ("global_batch", global_batch), ("micro_batch", micro_batch)):
+                         ("global_batch", global_batch), ("micro_batch", micro_batch),
+                         ("virtual_stages", virtual_stages)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{label} must be a positive int, got {value!r}")
-    if not 0 < usable_memory_fraction <= 1:
-        raise ValueError(f"usable_memory_fraction must be in (0, 1], got {usable_memory_fraction!r}")
+    for label, value, hi in (("usable_memory_fraction", usable_memory_fraction, 1.0), ("mfu", mfu, 1.0),
+                             ("scaleout_gbps", scaleout_gbps, math.inf)):
+        if not (isinstance(value, (int, float)) and 0 < value <= hi):
+            raise ValueError(f"{label} must be a number in (0, {hi}], got {value!r}")
     if zero_stage not in (0, 1, 2, 3):
         raise ValueError(f"zero_stage must be 0, 1, 2 or 3, got {zero_stage!r}")
+    if recompute not in RECOMPUTE:
+        raise ValueError(f"recompute must be one of {RECOMPUTE}, got {recompute!r}")
     params = spec.total_params()
     limit = usable_memory_fraction * acc.hbm_gb * 1e9
     act_bytes = seq_len * micro_batch * spec.d_model * 2          # one bf16 activation tensor (s, b, h)
+    compute_s = 6 * spec.active_params() * global_batch * seq_len / (n_gpus * acc.peak_flops("bf16") * mfu)
+    scaleup = acc.scaleup_gbps / 2 * 1e9                          # bytes/s one way
+    scaleout = scaleout_gbps * 1e9
+    ring = lambda n: 2 * (n - 1) / n                              # noqa: E731  all-reduce bytes factor
     out = []
     for tp in _divisors(gpus_per_node):
         if spec.n_heads % tp or tp > n_gpus:
@@ -834,18 +878,19 @@ def plan_layouts(model, gpu, n_gpus: int, *, gpus_per_node: int = 8, seq_len: in
             m = global_batch // (dp * micro_batch)
             mem = layout_memory_bytes(params, spec.n_layers, spec.d_model, tp=tp, pp=pp, dp=dp,
                                       seq_len=seq_len, micro_batch=micro_batch, microbatches=m,
-                                      zero_stage=zero_stage)
+                                      n_heads=spec.n_heads, zero_stage=zero_stage, recompute=recompute)
             if sum(mem.values()) > limit:
                 continue
             layers = math.ceil(spec.n_layers / pp)
-            ring = lambda n: 2 * (n - 1) / n                       # noqa: E731  all-reduce bytes factor
-            tp_comm = 4 * ring(tp) * act_bytes * layers * m         # 2 fwd + 2 bwd all-reduces per layer
-            pp_comm = (2 * act_bytes * m) if pp > 1 else 0.0       # activation out, gradient back
-            dp_comm = ring(dp) * 2 * params / (tp * pp)              # bf16 grads (reduce-scatter + all-gather)
+            tp_comm = 4 * ring(tp) * act_bytes * layers * m
+            v = virtual_stages if pp > 1 else 1
+            pp_comm = (2 * act_bytes * m * v) if pp > 1 else 0.0
+            dp_comm = ring(dp) * 2 * params / (tp * pp)
+            bubble = (pp - 1) / (v * m)
+            step = compute_s * (1 + bubble) + tp_comm / scaleup + (pp_comm + dp_comm) / scaleout
             out.append(Layout(tp, pp, dp, m, params / (tp * pp), mem["weights"], mem["grads"],
-                              mem["optimizer"], mem["activations"], tp_comm, pp_comm, dp_comm,
-                              (pp - 1) / m))
-    return sorted(out, key=lambda L: (L.comm_bytes, L.memory_bytes))
+                              mem["optimizer"], mem["activations"], tp_comm, pp_comm, dp_comm, bubble, step))
+    return sorted(out, key=lambda L: (L.step_time_s, L.memory_bytes))
 
 
 def _accelerator(gpu):
