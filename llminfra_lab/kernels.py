@@ -21,9 +21,9 @@ import triton yourself first on such a machine, set the variable before doing so
 keep sizes small. Known trap: `tl.dot` on bfloat16 inputs is wrong in the interpreter,
 so on CPU use float32 or float16.
 
-If triton is not installed (it ships wheels for Linux x86-64 only), importing this
-module raises an ImportError saying so; the byte-count helpers at the bottom need no
-Triton and live in `llminfra_lab.attention` and here below the kernels.
+If triton is not installed (it ships wheels for Linux x86-64 only), the module still
+imports, so the byte-count helpers at the bottom (which need no Triton) work everywhere;
+calling a kernel then raises an ImportError that says how to install Triton.
 """
 from __future__ import annotations
 
@@ -38,11 +38,8 @@ if "triton" not in sys.modules and not torch.cuda.is_available():
 try:
     import triton
     import triton.language as tl
-except ImportError as err:  # pragma: no cover - exercised only where triton has no wheel
-    raise ImportError(
-        "llminfra_lab.kernels needs Triton (pip install 'triton>=3.2'; wheels exist for Linux "
-        "x86-64 only). On a CPU-only machine it runs through Triton's interpreter."
-    ) from err
+except ImportError:  # no wheel for this platform: byte counts still work, kernels raise on call
+    triton = tl = None
 
 __all__ = [
     "interpreted",
@@ -59,6 +56,19 @@ __all__ = [
 MAX_SOFTMAX_COLS = 16384  # one row must fit in one program's registers/shared memory
 
 
+def _jit(fn):
+    """triton.jit where Triton is installed; elsewhere the plain function, never launched."""
+    return triton.jit(fn) if triton is not None else fn
+
+
+def _require_triton() -> None:
+    if triton is None:
+        raise ImportError(
+            "llminfra_lab.kernels needs Triton to run kernels: pip install 'triton>=3.2' (wheels "
+            "exist for Linux x86-64 only). Without a GPU it runs in Triton's interpreter."
+        )
+
+
 def interpreted() -> bool:
     """True when kernels run in Triton's CPU interpreter (TRITON_INTERPRET=1), False on a GPU."""
     return os.environ.get("TRITON_INTERPRET", "0").lower() in ("1", "true", "on", "yes")
@@ -67,7 +77,7 @@ def interpreted() -> bool:
 # --------------------------------------------------------------------------- 1. vector add
 
 
-@triton.jit
+@_jit
 def add_kernel(x_ptr, y_ptr, out_ptr, n_elements, BLOCK: tl.constexpr):
     pid = tl.program_id(axis=0)                       # which block of BLOCK elements
     offsets = pid * BLOCK + tl.arange(0, BLOCK)       # the element indices this program owns
@@ -79,6 +89,7 @@ def add_kernel(x_ptr, y_ptr, out_ptr, n_elements, BLOCK: tl.constexpr):
 
 def vector_add(x: torch.Tensor, y: torch.Tensor, block: int = 1024) -> torch.Tensor:
     """x + y for two 1-D tensors of equal length and dtype, one Triton program per `block` elements."""
+    _require_triton()
     _check_tensors(("x", x), ("y", y))
     if x.dim() != 1 or x.shape != y.shape:
         raise ValueError(f"x and y must be 1-D tensors of the same length, got {tuple(x.shape)} and {tuple(y.shape)}")
@@ -95,7 +106,7 @@ def vector_add(x: torch.Tensor, y: torch.Tensor, block: int = 1024) -> torch.Ten
 # --------------------------------------------------------------------------- 2. fused softmax
 
 
-@triton.jit
+@_jit
 def softmax_kernel(x_ptr, out_ptr, x_row_stride, out_row_stride, n_cols, BLOCK: tl.constexpr):
     row = tl.program_id(axis=0)
     cols = tl.arange(0, BLOCK)
@@ -111,6 +122,7 @@ def softmax_kernel(x_ptr, out_ptr, x_row_stride, out_row_stride, n_cols, BLOCK: 
 
 def softmax(x: torch.Tensor) -> torch.Tensor:
     """Softmax over the last axis of a 2-D tensor (rows, cols), one fused Triton program per row."""
+    _require_triton()
     _check_tensors(("x", x))
     if x.dim() != 2 or x.shape[0] < 1 or x.shape[1] < 1:
         raise ValueError(f"x must be a non-empty 2-D tensor (rows, cols), got shape {tuple(x.shape)}")
@@ -126,7 +138,7 @@ def softmax(x: torch.Tensor) -> torch.Tensor:
 # --------------------------------------------------------------------------- 3. tiled matmul
 
 
-@triton.jit
+@_jit
 def matmul_kernel(a_ptr, b_ptr, c_ptr, M, N, K,
                   stride_am, stride_ak, stride_bk, stride_bn, stride_cm, stride_cn,
                   BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
@@ -155,6 +167,7 @@ def matmul(a: torch.Tensor, b: torch.Tensor, block_m: int = 32, block_n: int = 3
     On a GPU float32 inputs are multiplied in IEEE float32 unless `allow_tf32` (faster, ~1e-3
     relative error); the interpreter always multiplies exactly.
     """
+    _require_triton()
     _check_tensors(("a", a), ("b", b))
     if a.dim() != 2 or b.dim() != 2 or a.shape[1] != b.shape[0] or a.numel() == 0 or b.numel() == 0:
         raise ValueError(f"a must be (M, K) and b (K, N) with the same K, got {tuple(a.shape)} and {tuple(b.shape)}")
@@ -178,7 +191,7 @@ def matmul(a: torch.Tensor, b: torch.Tensor, block_m: int = 32, block_n: int = 3
 # --------------------------------------------------------------------------- 4. FlashAttention forward
 
 
-@triton.jit
+@_jit
 def flash_attn_kernel(q_ptr, k_ptr, v_ptr, o_ptr, lse_ptr, seq_len, scale,
                       HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
                       CAUSAL: tl.constexpr, PRECISION: tl.constexpr):
@@ -225,6 +238,7 @@ def flash_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: b
     interpreter). With `return_lse`, also returns the float32 log-sum-exp (batch, heads, seq)
     that `llminfra_lab.attention.merge_partials` combines.
     """
+    _require_triton()
     _check_tensors(("q", q), ("k", k), ("v", v))
     if q.dim() != 4 or q.shape != k.shape or q.shape != v.shape:
         raise ValueError(

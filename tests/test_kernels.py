@@ -51,6 +51,16 @@ def test_module_sets_triton_interpret_before_importing_triton():
     assert out.stdout.split() == ["1", "True", "True"]
 
 
+def test_without_triton_byte_counts_work_and_kernels_say_how_to_install_it():
+    """Where Triton has no wheel the module imports; a kernel call raises a clear ImportError."""
+    code = ("import sys; sys.modules['triton'] = None; import llminfra_lab.kernels as K; "
+            "assert K.softmax_hbm_elements(2, 3, True) == 12\n"
+            "try:\n    K.vector_add(None, None)\nexcept ImportError as e:\n    print(e)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "needs Triton" in out.stdout and "pip install" in out.stdout
+
+
 @pytest.mark.parametrize("n,block", [(1, 16), (1000, 256), (4097, 1024)])
 def test_vector_add_equals_torch(n, block):
     """chapters.yml check: each kernel equals its PyTorch reference (float32, max abs error
