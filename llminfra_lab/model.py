@@ -56,7 +56,8 @@ class GPTConfig:
             raise ValueError(f"n_head ({self.n_head}) must be a multiple of n_kv_head ({self.n_kv_head})")
         if self.head_dim % 2:
             raise ValueError(f"head_dim = d_model // n_head must be even for RoPE, got {self.head_dim}")
-        if not (self.rope_theta > 0 and self.norm_eps > 0):
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0
+                   for v in (self.rope_theta, self.norm_eps)):
             raise ValueError(f"rope_theta and norm_eps must be > 0, got {self.rope_theta}, {self.norm_eps}")
         if not isinstance(self.tie_embeddings, bool):
             raise ValueError(f"tie_embeddings must be a bool, got {self.tie_embeddings!r}")

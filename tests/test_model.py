@@ -274,7 +274,7 @@ def test_load_pretrained_names_missing_checkpoint():
 
 @pytest.mark.parametrize("kw", [
     {"vocab_size": 0}, {"n_layer": -1}, {"n_head": 3}, {"n_kv_head": 3}, {"d_model": 30, "n_head": 10, "n_kv_head": 5},
-    {"rope_theta": 0.0}, {"norm_eps": -1.0}, {"max_seq_len": 2.5}, {"tie_embeddings": "yes"}, {"d_ff": True},
+    {"rope_theta": 0.0}, {"norm_eps": -1.0}, {"rope_theta": "1e4"}, {"max_seq_len": 2.5}, {"tie_embeddings": "yes"}, {"d_ff": True},
 ])
 def test_config_rejects_bad_values(kw):
     with pytest.raises(ValueError):
