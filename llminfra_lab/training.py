@@ -36,12 +36,14 @@ __all__ = [
     # shipped checkpoints
     "CheckpointRecipe", "PRESETS", "build_corpus", "train_preset", "arithmetic_prompt",
     "answer_arithmetic", "arithmetic_accuracy", "story_perplexity", "CHECKPOINT_DIR",
+    # deduplication
+    "exact_dedup", "shingles", "minhash_signature", "lsh_candidate_probability", "minhash_dedup",
     # accounting
     "training_flops", "PRECISION_RECIPES", "bytes_per_param", "model_state_bytes",
     # scaling laws
     "ChinchillaLaw", "HOFFMANN_APPROACH3", "HOFFMANN_APPROACH3_UNROUNDED", "BESIROGLU_REFIT",
     "GOPHER_FLOPS", "compute_optimal", "compute_optimal_bruteforce", "fit_chinchilla",
-    "load_scaling_sweep",
+    "load_scaling_sweep", "sweep_run", "sweep_data", "SWEEP_WIDTHS", "SWEEP_STEPS",
     # figures
     "plot_loss_curves", "plot_scaling_fit", "plot_compute_frontier", "plot_schedule",
 ]
@@ -473,6 +475,95 @@ def train_preset(name: str, out: str | Path | None = None, steps: int | None = N
     return model, tok, hist, results
 
 
+# ============================================================================ 5b. deduplication
+# A pre-training corpus is cleaned before it is tokenized; removing repeated documents is
+# the step with the clearest payoff (Lee et al. 2022). Exact duplicates fall to a hash of
+# the normalised text; near duplicates (the same page with a different footer) to MinHash
+# (Broder 1997): the chance that two documents share the minimum of a random hash over
+# their shingles equals the Jaccard similarity of the shingle sets, and LSH banding turns
+# k such minima into a cheap candidate test.
+
+_MERSENNE = (1 << 61) - 1
+
+
+def exact_dedup(docs: list[str]) -> list[int]:
+    """Indices of the documents kept when exact duplicates (after normalising whitespace
+    and case) are dropped; the first copy is kept."""
+    import hashlib
+
+    if isinstance(docs, str) or not isinstance(docs, (list, tuple)) or not all(isinstance(d, str) for d in docs):
+        raise ValueError("docs must be a list of strings")
+    seen, keep = set(), []
+    for i, doc in enumerate(docs):
+        key = hashlib.sha256(" ".join(doc.lower().split()).encode("utf-8")).digest()
+        if key not in seen:
+            seen.add(key)
+            keep.append(i)
+    return keep
+
+
+def shingles(text: str, n: int = 5) -> set[str]:
+    """The set of word n-grams of text (lower-cased); a text shorter than n words is one shingle."""
+    if not isinstance(text, str):
+        raise ValueError(f"text must be a str, got {type(text).__name__}")
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"n must be a positive int, got {n!r}")
+    words = text.lower().split()
+    if len(words) <= n:
+        return {" ".join(words)}
+    return {" ".join(words[i:i + n]) for i in range(len(words) - n + 1)}
+
+
+def minhash_signature(text: str, num_perm: int = 128, n: int = 5, seed: int = 0) -> list[int]:
+    """MinHash signature: for each of num_perm hash functions h_i(x) = (a_i x + b_i) mod (2^61 - 1),
+    the minimum of h_i over the 64-bit hashes x of the text's word n-gram shingles."""
+    import hashlib
+    import random
+
+    if isinstance(num_perm, bool) or not isinstance(num_perm, int) or num_perm < 1:
+        raise ValueError(f"num_perm must be a positive int, got {num_perm!r}")
+    rng = random.Random(seed)
+    coeffs = [(rng.randrange(1, _MERSENNE), rng.randrange(0, _MERSENNE)) for _ in range(num_perm)]
+    xs = [int.from_bytes(hashlib.blake2b(s.encode("utf-8"), digest_size=8).digest(), "little")
+          for s in shingles(text, n)]
+    return [min((a * x + b) % _MERSENNE for x in xs) for a, b in coeffs]
+
+
+def lsh_candidate_probability(similarity: float, bands: int, rows: int) -> float:
+    """P(two documents of Jaccard similarity s become candidates) with `bands` bands of `rows`
+    rows each: 1 - (1 - s^rows)^bands. The S-curve's midpoint is near (1/bands)^(1/rows)."""
+    if not (isinstance(similarity, (int, float)) and 0 <= similarity <= 1):
+        raise ValueError(f"similarity must be in [0, 1], got {similarity!r}")
+    for name, value in (("bands", bands), ("rows", rows)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a positive int, got {value!r}")
+    return 1.0 - (1.0 - similarity ** rows) ** bands
+
+
+def minhash_dedup(docs: list[str], threshold: float = 0.8, bands: int = 16, rows: int = 8,
+                  n: int = 5, seed: int = 0) -> list[int]:
+    """Indices kept after near-duplicate removal: documents whose signatures collide in any
+    LSH band are compared by estimated Jaccard, and a document is dropped when it is at
+    least `threshold` similar to an earlier kept one."""
+    if isinstance(docs, str) or not isinstance(docs, (list, tuple)) or not all(isinstance(d, str) for d in docs):
+        raise ValueError("docs must be a list of strings")
+    if not (isinstance(threshold, (int, float)) and 0 < threshold <= 1):
+        raise ValueError(f"threshold must be in (0, 1], got {threshold!r}")
+    lsh_candidate_probability(threshold, bands, rows)            # validates bands and rows
+    sigs = [minhash_signature(d, bands * rows, n, seed) for d in docs]
+    buckets: dict[tuple, list[int]] = {}
+    keep = []
+    for i, sig in enumerate(sigs):
+        keys = [(band, tuple(sig[band * rows:(band + 1) * rows])) for band in range(bands)]
+        candidates = {j for key in keys for j in buckets.get(key, [])}
+        if any(sum(a == b for a, b in zip(sig, sigs[j])) / len(sig) >= threshold for j in candidates):
+            continue
+        keep.append(i)
+        for key in keys:
+            buckets.setdefault(key, []).append(i)
+    return keep
+
+
 # ============================================================================ 6. accounting
 
 
@@ -658,6 +749,61 @@ def fit_chinchilla(n_params, n_tokens, losses, *, delta: float = 1e-3, grid: str
         raise ValueError("no initialisation converged to a fit with positive exponents")
     a, b, e, alpha, beta = (float(v) for v in best_theta)
     return ChinchillaLaw(E=math.exp(e), A=math.exp(a), B=math.exp(b), alpha=alpha, beta=beta)
+
+
+# The sweep of tiny runs that chapter 5 fits a law to: widths x token budgets, each run a
+# fresh model trained with its own cosine schedule ending at its budget (as Hoffmann et al.
+# do: a schedule longer than the run would overstate the loss at the budget).
+SWEEP_WIDTHS = (16, 32, 48, 64, 96)
+SWEEP_STEPS = (100, 200, 400, 800)
+
+
+def sweep_run(d_model: int, steps: int, *, n_layer: int = 2, batch_size: int = 8, seq_len: int = 64,
+              story_chars: int = 2_000_000, seed: int = 0, data: dict | None = None) -> dict:
+    """Train one tiny GPT of width d_model for `steps` steps on the stories; return its record.
+
+    The record: {"d_model", "n_layer", "steps", "n_params", "n_tokens", "val_loss", "flops"},
+    n_params counting every weight (embeddings included, as Hoffmann et al. count them) and
+    n_tokens = steps x batch_size x seq_len. `data` may pass a prepared
+    {"tokenizer", "train_ids", "val_ids"} to skip re-encoding the corpus.
+    """
+    from .data import stories
+    from .model import GPT, GPTConfig
+
+    for name, value in (("d_model", d_model), ("steps", steps), ("n_layer", n_layer)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a positive int, got {value!r}")
+    if d_model % 8:
+        raise ValueError(f"d_model must be a multiple of 8 (4 heads of even size), got {d_model}")
+    if data is None:
+        data = sweep_data(story_chars, seed)
+    tok = data["tokenizer"]
+    cfg = GPTConfig(vocab_size=tok.vocab_size, n_layer=n_layer, n_head=4, n_kv_head=2, d_model=d_model,
+                    d_ff=8 * ((8 * d_model // 3 + 7) // 8), max_seq_len=max(seq_len, 64))
+    model = GPT(cfg, seed=seed)
+    tcfg = TrainConfig(steps=steps, batch_size=batch_size, seq_len=seq_len, max_lr=3e-3, min_lr=3e-4,
+                       warmup_steps=max(1, steps // 10), weight_decay=0.1, seed=seed)
+    train(model, data["train_ids"], tcfg)
+    n_tokens = steps * batch_size * seq_len
+    return {"d_model": d_model, "n_layer": n_layer, "steps": steps, "n_params": model.num_params(),
+            "n_tokens": n_tokens, "val_loss": evaluate_loss(model, data["val_ids"], seq_len),
+            "flops": 6.0 * model.num_params() * n_tokens}
+
+
+def sweep_data(story_chars: int = 2_000_000, seed: int = 0) -> dict:
+    """Tokenizer (the checkpoints' one), training story ids and held-out story ids of the sweep."""
+    from .data import stories
+    from .tokenizer import BPETokenizer
+
+    if isinstance(story_chars, bool) or not isinstance(story_chars, int) or story_chars < 10_000:
+        raise ValueError(f"story_chars must be an int >= 10000, got {story_chars!r}")
+    recipe = PRESETS["target"]
+    tok_text = stories(recipe.story_chars, seed=recipe.data_seed + 1)[:recipe.tokenizer_chars]
+    tok = BPETokenizer.train(tok_text, recipe.vocab_size)
+    train_text = stories(story_chars, seed=seed + 11)
+    val_text = stories(40_000, seed=seed + 12)
+    return {"tokenizer": tok, "train_ids": torch.tensor(tok.encode(train_text), dtype=torch.long),
+            "val_ids": torch.tensor(tok.encode(val_text), dtype=torch.long)}
 
 
 def load_scaling_sweep(path: str | Path | None = None) -> dict:
