@@ -307,10 +307,12 @@ def roofline_plot(accelerators: Sequence[str] = ("A100-SXM-80GB", "H100-SXM", "B
         ax.plot(x, np.minimum(measured.matmul_flops_per_s, x * measured.bandwidth_bytes_per_s), "k--", lw=1.4,
                 label=f"this machine ({measured.device}, fp32, ridge {measured.ridge_point:.1f})")
         ax.plot([measured.matmul_intensity], [measured.matmul_flops_per_s], "k*", ms=11)
-    for k in kernels:
+    for i, k in enumerate(sorted(kernels, key=lambda k: k.intensity)):
         y = attainable_flops(k.intensity, target.peak_flops(precision), target.hbm_bytes_per_s)
         ax.plot([k.intensity], [y], "o", ms=6, color="0.25")
-        ax.annotate(k.name, (k.intensity, y), textcoords="offset points", xytext=(4, -11), fontsize=7)
+        # alternate labels below-right and above-left so neighbouring kernels stay readable
+        offset, align = ((5, -12), "left") if i % 2 == 0 else ((-5, 7), "right")
+        ax.annotate(k.name, (k.intensity, y), textcoords="offset points", xytext=offset, fontsize=7, ha=align)
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("arithmetic intensity (FLOP/byte)")
@@ -324,7 +326,7 @@ def roofline_plot(accelerators: Sequence[str] = ("A100-SXM-80GB", "H100-SXM", "B
 
 def intensity_vs_size_plot(sizes: Sequence[int] = (64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384),
                            head_dim: int = 128, dtype: str = "bf16",
-                           ridge_of: Sequence[str] = ("A100-SXM-80GB", "H100-SXM", "B200"), ax=None):
+                           ridge_of: Sequence[str] = ("A100-SXM-80GB", "H200-SXM", "H100-SXM"), ax=None):
     """Arithmetic intensity against size: square GEMM (n x n x n), and attention at sequence
     length n (naive vs FlashAttention), with the chosen chips' ridge points as horizontal lines."""
     import matplotlib.pyplot as plt
@@ -343,10 +345,11 @@ def intensity_vs_size_plot(sizes: Sequence[int] = (64, 128, 256, 512, 1024, 2048
     ax.plot(sizes, gemm, "o-", label="GEMM n x n x n")
     ax.plot(sizes, flash, "s-", label=f"attention, FlashAttention (d={head_dim})")
     ax.plot(sizes, naive, "^-", label=f"attention, naive S and P in HBM (d={head_dim})")
-    for name in ridge_of:
+    for i, name in enumerate(ridge_of):
         a = hardware.accelerator(name)
         ax.axhline(a.ridge_point(dtype), ls=":", lw=1, color="0.4")
-        ax.text(sizes[0], a.ridge_point(dtype) * 1.06, f"{a.name} ridge", fontsize=7, color="0.3")
+        x_text = sizes[min(2 * i, len(sizes) - 1)]  # stagger labels so close ridges stay legible
+        ax.text(x_text, a.ridge_point(dtype) * 1.06, f"{a.name} ridge", fontsize=7, color="0.3")
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
     ax.set_xlabel("n (matrix size, or sequence length)")
@@ -391,10 +394,10 @@ class MachineMeasurement:
 _STREAM_ARRAYS = {"copy": 2, "scale": 2, "add": 3, "triad": 3}
 
 
-def measure_cpu(matmul_n: int = 768, stream_elements: int = 8_000_000, repeats: int = 3) -> MachineMeasurement:
+def measure_cpu(matmul_n: int = 768, stream_elements: int = 6_000_000, repeats: int = 3) -> MachineMeasurement:
     """Measure this CPU: fp32 torch.matmul FLOP/s and STREAM copy/scale/add/triad bytes/s.
 
-    Best of `repeats` for each kernel. Arrays of `stream_elements` fp32 values (32 MB at
+    Best of `repeats` for each kernel. Arrays of `stream_elements` fp32 values (24 MB at
     the default, 3 arrays) should be much larger than the last-level cache; otherwise
     the figure is cache bandwidth, not DRAM bandwidth. Defaults take about a second.
     """
