@@ -356,6 +356,11 @@ def _check_tensors(*named) -> None:
             if t.dtype == torch.bfloat16:
                 raise ValueError(f"{name}: bfloat16 gives wrong tl.dot results in Triton's interpreter; "
                                  "use float32 or float16 on CPU")
+        elif not torch.cuda.is_available():
+            raise ValueError(
+                "no CUDA device and Triton's interpreter is off: triton was imported before "
+                "llminfra_lab.kernels, so set TRITON_INTERPRET=1 before importing triton"
+            )
         elif t.device.type != "cuda":
             raise ValueError(f"{name} must be a CUDA tensor when Triton compiles for the GPU, got {t.device}")
 

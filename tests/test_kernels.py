@@ -51,6 +51,18 @@ def test_module_sets_triton_interpret_before_importing_triton():
     assert out.stdout.split() == ["1", "True", "True"]
 
 
+def test_triton_imported_first_without_a_gpu_gives_a_clear_error():
+    """If triton was imported before the module on a CPU-only machine, the interpreter is off;
+    kernel calls must say to set TRITON_INTERPRET=1 first rather than fail inside Triton."""
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    env["CUDA_VISIBLE_DEVICES"] = ""
+    code = ("import torch, triton; import llminfra_lab.kernels as K\n"
+            "try:\n    K.vector_add(torch.ones(4), torch.ones(4))\nexcept ValueError as e:\n    print(e)")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "TRITON_INTERPRET=1" in out.stdout
+
+
 def test_without_triton_byte_counts_work_and_kernels_say_how_to_install_it():
     """Where Triton has no wheel the module imports; a kernel call raises a clear ImportError."""
     code = ("import sys; sys.modules['triton'] = None; import llminfra_lab.kernels as K; "
