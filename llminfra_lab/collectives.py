@@ -738,6 +738,7 @@ def plot_fat_tree_scaling(radixes: Sequence[int] = tuple(range(8, 146, 2)),
             h = fat_tree(k, levels).hosts
             ax.plot([k], [h], "ko", ms=4)
             ax.annotate(f"{h:,}", (k, h), textcoords="offset points", xytext=(4, -10), fontsize=8)
+    ax.margins(x=0.1)
     ax.set_xlabel("switch radix k (ports)")
     ax.set_ylabel("hosts (GPUs, one NIC port each)")
     ax.set_title("Non-blocking fat-tree size against switch radix")
