@@ -58,6 +58,13 @@ class KernelCost:
     bytes: float          # bytes read from + written to HBM
     dtype: str = "bf16"
 
+    def __post_init__(self) -> None:
+        if isinstance(self.flops, bool) or not isinstance(self.flops, numbers.Real) \
+                or not math.isfinite(self.flops) or self.flops < 0:
+            raise ValueError(f"flops must be a finite number >= 0, got {self.flops!r}")
+        _check_positive(bytes=self.bytes)
+        _dtype_bytes(self.dtype)
+
     @property
     def intensity(self) -> float:
         """Arithmetic intensity, FLOP/byte."""
@@ -373,6 +380,14 @@ class MachineMeasurement:
     stream_elements: int                      # fp32 elements per STREAM array
     stream_bytes_per_s: dict[str, float] = field(default_factory=dict)  # copy, scale, add, triad
 
+    def __post_init__(self) -> None:
+        _check_sizes(matmul_n=self.matmul_n, stream_elements=self.stream_elements)
+        _check_positive(matmul_flops_per_s=self.matmul_flops_per_s)
+        missing = set(_STREAM_ARRAYS) - set(self.stream_bytes_per_s)
+        if missing:
+            raise ValueError(f"stream_bytes_per_s needs the keys {sorted(_STREAM_ARRAYS)}; missing {sorted(missing)}")
+        _check_positive(**{f"stream_bytes_per_s[{k!r}]": v for k, v in self.stream_bytes_per_s.items()})
+
     @property
     def bandwidth_bytes_per_s(self) -> float:
         """The bandwidth used for the roofline: STREAM triad."""
@@ -394,16 +409,27 @@ class MachineMeasurement:
 _STREAM_ARRAYS = {"copy": 2, "scale": 2, "add": 3, "triad": 3}
 
 
-def measure_cpu(matmul_n: int = 768, stream_elements: int = 6_000_000, repeats: int = 3) -> MachineMeasurement:
+def measure_cpu(matmul_n: int = 768, stream_elements: int = 6_000_000, repeats: int = 3,
+                threads: int | None = None) -> MachineMeasurement:
     """Measure this CPU: fp32 torch.matmul FLOP/s and STREAM copy/scale/add/triad bytes/s.
 
     Best of `repeats` for each kernel. Arrays of `stream_elements` fp32 values (24 MB at
     the default, 3 arrays) should be much larger than the last-level cache; otherwise
     the figure is cache bandwidth, not DRAM bandwidth. Defaults take about a second.
+    `threads` sets torch's intra-op thread count for the measurement only (None keeps the
+    current setting); on a busy shared machine one thread often measures more than two.
     """
     import torch
 
     _check_sizes(matmul_n=matmul_n, stream_elements=stream_elements, repeats=repeats)
+    if threads is not None:
+        _check_sizes(threads=threads)
+        previous = torch.get_num_threads()
+        torch.set_num_threads(threads)
+        try:
+            return measure_cpu(matmul_n, stream_elements, repeats, None)
+        finally:
+            torch.set_num_threads(previous)
 
     def timed(fn) -> float:
         fn()  # warm-up: first touch of pages, thread pool start

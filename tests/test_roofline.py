@@ -233,6 +233,8 @@ def test_roofline_time_compute_and_memory_bound():
 
 def test_arithmetic_intensity():
     assert rl.arithmetic_intensity(10.0, 4.0) == 2.5
+    # a one-column "reduction" does no additions: zero FLOPs is a valid cost, intensity 0
+    assert rl.reduction_cost(5, 1).intensity == 0.0
 
 
 def test_accelerator_table_rows_and_markdown():
@@ -263,6 +265,12 @@ def test_measure_cpu_tiny_sizes_positive_finite():
     assert set(m.stream_bytes_per_s) == {"copy", "scale", "add", "triad"}
     assert all(math.isfinite(x) and x > 0 for x in values)
     assert m.device == "cpu"
+
+
+def test_measure_cpu_threads_restored():
+    before = torch.get_num_threads()
+    m = rl.measure_cpu(16, 1000, 1, threads=1)
+    assert m.matmul_flops_per_s > 0 and torch.get_num_threads() == before
 
 
 def test_measure_machine_small():
@@ -325,8 +333,19 @@ def test_measure_gpu_tiny_sizes_positive_finite():
         (lambda: rl.measure_cpu(matmul_n=0), "matmul_n"),
         (lambda: rl.measure_cpu(stream_elements=-5), "stream_elements"),
         (lambda: rl.measure_cpu(8, 100, repeats=0), "repeats"),
+        (lambda: rl.measure_cpu(8, 100, 1, threads=0), "threads"),
         (lambda: rl.measure_gpu(matmul_n=0), "matmul_n"),
         (lambda: rl.measure_machine(small="yes"), "small"),
+        (lambda: rl.KernelCost("k", -1.0, 8.0), "flops"),
+        (lambda: rl.KernelCost("k", 1.0, 0.0), "bytes"),
+        (lambda: rl.KernelCost("k", 1.0, 8.0, "bf17"), "unknown dtype"),
+        (lambda: rl.accelerator_table_markdown([]), "at least one"),
+        (lambda: rl.MachineMeasurement("cpu", 8, 1e9, 100, {"copy": 1.0}), "missing"),
+        (lambda: rl.MachineMeasurement("cpu", 8, -1.0, 100, dict.fromkeys(["copy", "scale", "add", "triad"], 1.0)),
+         "matmul_flops_per_s"),
+        (lambda: rl.MachineMeasurement("cpu", 8, 1e9, 100, dict(copy=1.0, scale=1.0, add=1.0, triad=0.0)), "triad"),
+        (lambda: rl.MachineMeasurement("cpu", 0, 1e9, 100, dict.fromkeys(["copy", "scale", "add", "triad"], 1.0)),
+         "matmul_n"),
     ],
 )
 def test_bad_input_raises_valueerror(call, match):
