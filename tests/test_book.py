@@ -54,7 +54,8 @@ def test_every_citation_key_is_in_references_bib():
 @pytest.mark.parametrize("lab", sorted(ROOT.glob("labs/*.ipynb")), ids=lambda p: p.name)
 def test_lab_setup_cell_points_at_the_configured_repository(lab):
     url = yaml.safe_load((ROOT / "_config.yml").read_text(encoding="utf-8"))["repository"]["url"]
-    first = "".join(json.loads(lab.read_text(encoding="utf-8"))["cells"][0]["source"])
+    cells = json.loads(lab.read_text(encoding="utf-8"))["cells"]
+    first = "".join(next(c for c in cells if c["cell_type"] == "code")["source"])
     assert f'REPO_URL = "{url}"' in first, f"{lab.name}: run `make sync-url`"
     assert "find_spec(\"llminfra_lab\") is None" in first
 

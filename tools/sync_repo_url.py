@@ -1,4 +1,4 @@
-"""Copy the repository URL from _config.yml into the set-up cell of every lab.
+"""Copy the repository URL from _config.yml into the set-up cell (the first code cell) of every lab.
 
 The URL lives in one place (`repository.url` in _config.yml); a fork edits it there
 and runs `make sync-url`. tests/test_book.py fails when a lab has drifted.
@@ -25,7 +25,7 @@ def main() -> int:
     changed = 0
     for path in sorted((ROOT / "labs").glob("*.ipynb")):
         nb = json.loads(path.read_text(encoding="utf-8"))
-        cell = nb["cells"][0]
+        cell = next(c for c in nb["cells"] if c["cell_type"] == "code")  # the set-up cell
         src = "".join(cell["source"])
         new = URL_LINE.sub(f'REPO_URL = "{url}"', src)
         if new != src:
