@@ -93,7 +93,8 @@ def activation_bytes_per_layer(seq_len: int, micro_batch: int, hidden: int, head
            with sequence_parallel:  s b h (34/t + 5 a s / (h t))
         recompute="selective"  drops the 5 a s / h attention term (softmax, its dropout,
                                recomputed in backward): s b h (10 + 24/t), or 34 s b h / t with SP
-        recompute="full"       only the layer input is kept: 2 s b h (2 s b h / t with SP)
+        recompute="full"       only the layer input is kept: 2 s b h (as the paper's Table 2
+                               counts it, whatever t; the others recompute everything else)
     """
     for name, value in (("seq_len", seq_len), ("micro_batch", micro_batch), ("hidden", hidden),
                         ("heads", heads), ("tensor_parallel", tensor_parallel)):
@@ -107,7 +108,7 @@ def activation_bytes_per_layer(seq_len: int, micro_batch: int, hidden: int, head
     s, b, h, a, t = seq_len, micro_batch, hidden, heads, tensor_parallel
     sbh = s * b * h
     if recompute == "full":
-        return 2 * sbh / (t if sequence_parallel else 1)
+        return 2.0 * sbh
     attention_scores = 5 * a * s / (h * t) if recompute == "none" else 0.0
     linear_part = 34 / t if sequence_parallel else 10 + 24 / t
     return sbh * (linear_part + attention_scores)

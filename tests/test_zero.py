@@ -89,7 +89,7 @@ def test_activation_paper_forms():
     s, b, h, a = 2048, 1, 12288, 96            # GPT-3 175B shape used in the paper
     assert zero.activation_bytes_per_layer(s, b, h, a) == pytest.approx(s * b * h * (34 + 5 * a * s / h))
     assert zero.activation_bytes_per_layer(s, b, h, a, recompute="full") == 2 * s * b * h
-    assert zero.activation_bytes_per_layer(s, b, h, a, 8, True, "full") == 2 * s * b * h / 8
+    assert zero.activation_bytes_per_layer(s, b, h, a, 8, True, "full") == 2 * s * b * h
     # the attention term dominates at this shape: 5as/h = 80 > 34
     assert 5 * a * s / h == 80
 
