@@ -34,7 +34,7 @@ __all__ = [
     # the loop
     "TrainConfig", "train_step", "train", "evaluate_loss",
     # shipped checkpoints
-    "CheckpointRecipe", "PRESETS", "build_corpus", "train_preset", "arithmetic_prompt",
+    "CheckpointRecipe", "PRESETS", "build_corpus", "compare_bpe_with_hf", "train_preset", "arithmetic_prompt",
     "answer_arithmetic", "arithmetic_accuracy", "story_perplexity", "CHECKPOINT_DIR",
     # deduplication
     "exact_dedup", "shingles", "minhash_signature", "lsh_candidate_probability", "minhash_dedup",
@@ -45,7 +45,8 @@ __all__ = [
     "GOPHER_FLOPS", "compute_optimal", "compute_optimal_bruteforce", "fit_chinchilla",
     "load_scaling_sweep", "sweep_run", "sweep_data", "SWEEP_WIDTHS", "SWEEP_STEPS",
     # figures
-    "plot_loss_curves", "plot_scaling_fit", "plot_compute_frontier", "plot_schedule",
+    "plot_loss_curves", "plot_scaling_fit", "plot_compute_frontier", "plot_schedule", "plot_lsh_curve",
+    "checkpoint_history",
 ]
 
 # ============================================================================ 1. AdamW
@@ -379,6 +380,43 @@ def build_corpus(recipe: CheckpointRecipe) -> dict:
         "train_problems": train_problems,
         "text_chars": len(text),
     }
+
+
+def compare_bpe_with_hf(text: str, vocab_size: int) -> dict:
+    """Train our BPE and the Hugging Face `tokenizers` BPE trainer on the same text and settings.
+
+    Returns {"ours": [merge strings], "hf": [merge strings], "n_merges", "n_equal",
+    "first_difference" (index or None)}; merges are written as GPT-2 byte-level strings
+    ("Ġt" is a space then "t"). Needs the `tokenizers` package (the `peers` extra).
+    """
+    import json
+
+    import tokenizers as hf_tok
+
+    from .tokenizer import BPETokenizer, byte_order
+
+    if not isinstance(text, str) or not text:
+        raise ValueError("text must be a non-empty str")
+    if isinstance(vocab_size, bool) or not isinstance(vocab_size, int) or vocab_size < 257:
+        raise ValueError(f"vocab_size must be an int > 256, got {vocab_size!r}")
+    ours = BPETokenizer.train(text, vocab_size)
+    hf = hf_tok.Tokenizer(hf_tok.models.BPE())
+    hf.pre_tokenizer = hf_tok.pre_tokenizers.ByteLevel(add_prefix_space=False)
+    hf.train_from_iterator([text], hf_tok.trainers.BpeTrainer(
+        vocab_size=vocab_size, special_tokens=[], min_frequency=0, show_progress=False,
+        initial_alphabet=hf_tok.pre_tokenizers.ByteLevel.alphabet()))
+    hf_merges = [" ".join(m) if isinstance(m, list) else m for m in json.loads(hf.to_str())["model"]["merges"]]
+    # GPT-2's byte-to-unicode table: printable bytes stand for themselves, the rest from U+0100
+    printable = set(byte_order()[:188])
+    extra = iter(range(256, 512))
+    char_of = {b: chr(b) if b in printable else chr(next(extra)) for b in range(256)}
+    spell = lambda i: "".join(char_of[b] for b in ours.token_bytes(i))  # noqa: E731
+    our_merges = [f"{spell(a)} {spell(b)}" for a, b in ours.merges]
+    diff = next((i for i, (x, y) in enumerate(zip(our_merges, hf_merges)) if x != y), None)
+    if diff is None and len(our_merges) != len(hf_merges):
+        diff = min(len(our_merges), len(hf_merges))
+    return {"ours": our_merges, "hf": hf_merges, "n_merges": len(our_merges),
+            "n_equal": sum(x == y for x, y in zip(our_merges, hf_merges)), "first_difference": diff}
 
 
 def arithmetic_prompt(problem: str) -> str:
@@ -861,7 +899,7 @@ def plot_loss_curves(histories: dict, ax=None, smooth: int = 10):
         avg = torch.nn.functional.avg_pool1d(loss[None, None], k, stride=1)[0, 0]
         ax.plot(hist["tokens"][k - 1:], avg.tolist(), label=f"{label} (train)")
         if hist.get("val_loss"):
-            toks = [hist["tokens"][s] for s in hist["eval_step"]]
+            toks = hist.get("eval_tokens") or [hist["tokens"][s] for s in hist["eval_step"]]
             ax.plot(toks, hist["val_loss"], "o--", ms=3, label=f"{label} (held out)")
     ax.set(xlabel="training tokens", ylabel="loss (nats/token)", title="Loss curves")
     ax.legend(fontsize=8)
@@ -952,3 +990,35 @@ def main(argv=None) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main())
+
+
+def checkpoint_history(model) -> dict:
+    """The training history stored in a shipped checkpoint's recipe, ready for plot_loss_curves.
+
+    `model` is what `model.load_pretrained(name)` returns first (it carries `.recipe`).
+    """
+    recipe = getattr(model, "recipe", None)
+    if not isinstance(recipe, dict) or "history" not in recipe:
+        raise ValueError("model must come from load_pretrained() of a checkpoint saved by train_preset")
+    tokens_per_step = recipe["train"]["batch_size"] * recipe["train"]["seq_len"]
+    hist = dict(recipe["history"])
+    # the stored training loss is every 10th step, the held-out loss every eval_every steps
+    hist["tokens"] = [(s + 1) * tokens_per_step for s in hist["step"]]
+    hist["eval_tokens"] = [(s + 1) * tokens_per_step for s in hist["eval_step"]]
+    return hist
+
+
+def plot_lsh_curve(bands_rows=((16, 8), (32, 4), (8, 16)), ax=None):
+    """Probability that two documents become dedup candidates, against their Jaccard similarity."""
+    import matplotlib.pyplot as plt
+
+    if not bands_rows or not all(isinstance(br, (tuple, list)) and len(br) == 2 for br in bands_rows):
+        raise ValueError("bands_rows must be a non-empty list of (bands, rows) pairs")
+    ax = ax or plt.subplots(figsize=(6, 3.5))[1]
+    s = [i / 200 for i in range(201)]
+    for b, r in bands_rows:
+        ax.plot(s, [lsh_candidate_probability(x, b, r) for x in s], label=f"{b} bands x {r} rows ({b * r} hashes)")
+    ax.set(xlabel="Jaccard similarity of the two documents' shingles", ylabel="P(candidate pair)",
+           title="MinHash LSH: the banding S-curve")
+    ax.legend(fontsize=8)
+    return ax

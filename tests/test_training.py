@@ -508,3 +508,27 @@ def test_dedup_functions_reject_bad_input():
         T.lsh_candidate_probability(1.5, 4, 4)
     with pytest.raises(ValueError):
         T.lsh_candidate_probability(0.5, 0, 4)
+
+
+def test_compare_bpe_with_hf_agrees_and_rejects_bad_input():
+    pytest.importorskip("tokenizers")
+    from llminfra_lab.data import stories
+    out = T.compare_bpe_with_hf(stories(20_000, seed=4) + " 2024 café", 320)
+    assert out["first_difference"] is None and out["n_equal"] == out["n_merges"] == len(out["hf"]) > 0
+    with pytest.raises(ValueError):
+        T.compare_bpe_with_hf("", 300)
+    with pytest.raises(ValueError):
+        T.compare_bpe_with_hf("some text", 256)
+
+
+def test_sweep_run_and_checkpoint_history_reject_bad_input():
+    with pytest.raises(ValueError):
+        T.sweep_run(20, 10)                   # width not a multiple of 8
+    with pytest.raises(ValueError):
+        T.sweep_run(16, 0)
+    with pytest.raises(ValueError):
+        T.sweep_data(story_chars=10)
+    with pytest.raises(ValueError):
+        T.checkpoint_history(GPT(TINY))
+    with pytest.raises(ValueError):
+        T.plot_lsh_curve(bands_rows=[])
