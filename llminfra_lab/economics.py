@@ -27,6 +27,7 @@ Units are in the names: `_flops` are floating-point operations, `_flops_per_s` F
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass
 from datetime import date
 from typing import TYPE_CHECKING, Iterable, Sequence
@@ -239,6 +240,12 @@ def estimate_serving(model: "str | ModelSpec", accelerator: str = "H100-SXM", *,
     ValueError says how many GPUs are needed. Decode uses `decode_tokens_per_second`
     with the replica's aggregate bandwidth and peak; prefill is compute-bound at
     `prefill_mfu`. Costs are for the whole replica: n_gpus x `usd_per_gpu_hour`.
+
+    For a mixture-of-experts model each decode step is charged for reading *all* the
+    weights, which holds once the batch routes at least one token to every expert
+    (DeepSeek-V3 sends each token to 8 of 256 routed experts, so a batch of about 150
+    touches 99% of them). At batch 1 only the active experts are read, so the estimate
+    then overstates the bytes per step and understates decode throughput.
     """
     from llminfra_lab import catalog, hardware
 
@@ -248,6 +255,7 @@ def estimate_serving(model: "str | ModelSpec", accelerator: str = "H100-SXM", *,
     chip = hardware.accelerator(accelerator)
     _positive_int("n_gpus", n_gpus)
     _positive("bytes_per_param", bytes_per_param)
+    _positive("usd_per_gpu_hour", usd_per_gpu_hour)
     weight_bytes = float(spec.total_params()) * bytes_per_param
     capacity = n_gpus * chip.hbm_gb * 1e9
     if weight_bytes > capacity:
@@ -317,13 +325,13 @@ PRICE_HISTORY: tuple[PricePoint, ...] = (
     PricePoint("gpt-4o", "OpenAI", "gpt-4-class", date(2024, 5, 13), 5.0, 15.0,
                "openai2024gpt4o", "half the price of gpt-4-turbo"),
     PricePoint("gpt-4o-mini", "OpenAI", "gpt-3.5-class", date(2024, 7, 18), 0.15, 0.60,
-               "openai2024gpt4omini", "OpenAI's replacement for gpt-3.5-turbo"),
+               "openai2024gpt4omini", "replaced GPT-3.5 in ChatGPT; over 60% cheaper than gpt-3.5-turbo"),
     PricePoint("gpt-4o-2024-08-06", "OpenAI", "gpt-4-class", date(2024, 8, 6), 2.5, 10.0,
                "openai2024structured"),
     PricePoint("o1", "OpenAI", "reasoning", date(2024, 12, 17), 15.0, 60.0,
-               "openai2024o1api", "reasoning tokens are billed as output"),
+               "openai2024o1api", "o1-2024-12-17; reasoning tokens are billed as output"),
     PricePoint("deepseek-chat (DeepSeek-V3)", "DeepSeek", "gpt-4-class", date(2024, 12, 26), 0.27, 1.10,
-               "deepseek2025pricing", "cache-miss input; a promotional price ran until 2025-02-08"),
+               "deepseek2025pricing", "cache-miss input; a promotional discount ran until 2025-02-08"),
     PricePoint("deepseek-reasoner (DeepSeek-R1)", "DeepSeek", "reasoning", date(2025, 1, 20), 0.55, 2.19,
                "deepseek2025pricing", "cache-miss input; reasoning tokens are billed as output"),
 )
@@ -505,7 +513,7 @@ def plot_serving_cost(model: str = "llama-3-8b", accelerator: str = "H100-SXM",
     import matplotlib.pyplot as plt
 
     batches = list(batch_sizes)
-    if not batches or any(isinstance(b, bool) or not isinstance(b, int) or b < 1 for b in batches):
+    if not batches or any(isinstance(b, bool) or not isinstance(b, numbers.Integral) or b < 1 for b in batches):
         raise ValueError(f"batch_sizes must be a non-empty sequence of ints >= 1, got {batch_sizes!r}")
     rows = [estimate_serving(model, accelerator, n_gpus=n_gpus, batch_size=b, usd_per_gpu_hour=usd_per_gpu_hour)
             for b in batches]
@@ -530,16 +538,19 @@ def plot_serving_cost(model: str = "llama-3-8b", accelerator: str = "H100-SXM",
 # Input checks
 # ---------------------------------------------------------------------------------------
 
+# numbers.Real / numbers.Integral also admit NumPy scalars (np.float64, np.int64); bool is
+# an int in Python but never a meaningful size, so it is rejected explicitly.
+
 def _positive(name: str, value: float) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) or value <= 0:
         raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
 
 
 def _positive_int(name: str, value: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
         raise ValueError(f"{name} must be an int >= 1, got {value!r}")
 
 
 def _fraction(name: str, value: float) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 < value <= 1.0:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0.0 < value <= 1.0:
         raise ValueError(f"{name} must be in (0, 1], got {value!r}")

@@ -127,8 +127,9 @@ def test_gpu_hours_and_mfu_are_inverse(flops, peak, mfu):
 
 
 def test_mfu_is_throughput_over_peak_brute_force():
-    """MFU by hand: 1000 tokens/s x 6e9 FLOPs/token on 8 chips of 1e15 FLOP/s = 0.75."""
-    assert eco.model_flops_utilization(1000, 6e9, 8, 1e15) == pytest.approx(6e12 / 8e15)
+    """MFU by hand: 100K tokens/s x 6e10 FLOPs/token (a 10B model) on 8 chips of 1e15 FLOP/s
+    is 6e15 / 8e15 = 0.75."""
+    assert eco.model_flops_utilization(100_000, 6e10, 8, 1e15) == pytest.approx(0.75)
 
 
 def test_cost_per_million_tokens_brute_force():
@@ -205,6 +206,47 @@ def test_price_history_published_rows():
     assert rows["text-davinci-003"].usd_per_m_input == 10 * turbo.usd_per_m_input
     v3 = rows["deepseek-chat (DeepSeek-V3)"]
     assert (v3.usd_per_m_input, v3.usd_per_m_output) == (0.27, 1.10)
+
+
+# Prices exactly as each source prints them, in its own unit, transcribed independently of
+# PRICE_HISTORY: (model, date, input, output, unit in tokens). OpenAI's 2023 posts price per
+# 1K tokens; the later posts, OpenAI's pricing page and DeepSeek's docs price per 1M.
+PUBLISHED_PRICES = [
+    # OpenAI, "Introducing ChatGPT and Whisper APIs" (2023-03-01): gpt-3.5-turbo at $0.002 / 1K,
+    # "10x cheaper than our existing GPT-3.5 models" (text-davinci-003, released 2022-11-28).
+    ("text-davinci-003", date(2022, 11, 28), 0.02, 0.02, 1e3),
+    ("gpt-3.5-turbo", date(2023, 3, 1), 0.002, 0.002, 1e3),
+    # OpenAI, "GPT-4" (2023-03-14): $0.03 / 1K prompt, $0.06 / 1K completion, 8K context.
+    ("gpt-4 (8K)", date(2023, 3, 14), 0.03, 0.06, 1e3),
+    # OpenAI DevDay (2023-11-06): GPT-4 Turbo $0.01 / $0.03 per 1K; new GPT-3.5 Turbo $0.001 / $0.002.
+    ("gpt-3.5-turbo-1106", date(2023, 11, 6), 0.001, 0.002, 1e3),
+    ("gpt-4-turbo (1106-preview)", date(2023, 11, 6), 0.01, 0.03, 1e3),
+    # OpenAI, "New embedding models and API updates" (2024-01-25): $0.0005 / $0.0015 per 1K.
+    ("gpt-3.5-turbo-0125", date(2024, 1, 25), 0.0005, 0.0015, 1e3),
+    # OpenAI, "Hello GPT-4o" (2024-05-13): half the price of GPT-4 Turbo, $5 / $15 per 1M.
+    ("gpt-4o", date(2024, 5, 13), 5.0, 15.0, 1e6),
+    # OpenAI, "GPT-4o mini" (2024-07-18): 15 cents / 60 cents per 1M.
+    ("gpt-4o-mini", date(2024, 7, 18), 0.15, 0.60, 1e6),
+    # OpenAI, "Introducing Structured Outputs in the API" (2024-08-06): $2.50 / $10.00 per 1M.
+    ("gpt-4o-2024-08-06", date(2024, 8, 6), 2.50, 10.00, 1e6),
+    # OpenAI, "o1 and new tools for developers" (2024-12-17) and the API pricing page: $15 / $60 per 1M.
+    ("o1", date(2024, 12, 17), 15.0, 60.0, 1e6),
+    # DeepSeek API docs, Models & Pricing (January 2025), cache-miss input: V3 $0.27 / $1.10, R1 $0.55 / $2.19.
+    ("deepseek-chat (DeepSeek-V3)", date(2024, 12, 26), 0.27, 1.10, 1e6),
+    ("deepseek-reasoner (DeepSeek-R1)", date(2025, 1, 20), 0.55, 2.19, 1e6),
+]
+
+
+def test_price_history_matches_published_prices():
+    """Every PRICE_HISTORY row equals the price its source prints, converted to USD per
+    million tokens, at the source's date; and no row is missing from the transcription."""
+    rows = {p.model: p for p in eco.PRICE_HISTORY}
+    assert set(rows) == {m for m, *_ in PUBLISHED_PRICES}
+    for model, when, usd_in, usd_out, per_tokens in PUBLISHED_PRICES:
+        row = rows[model]
+        assert row.date == when, model
+        assert row.usd_per_m_input == pytest.approx(usd_in * 1e6 / per_tokens, rel=1e-12), model
+        assert row.usd_per_m_output == pytest.approx(usd_out * 1e6 / per_tokens, rel=1e-12), model
 
 
 def test_price_history_filters_and_sorts():
@@ -293,6 +335,18 @@ def test_plot_training_costs_draws():
     (lambda: eco.plot_training_costs([]), "TrainingEstimate"),
     (lambda: eco.plot_cost_vs_mfu(1e24, 1e15, 2.0, mfu_marker=2.0), "mfu_marker"),
     (lambda: eco.plot_cost_vs_mfu(0, 1e15, 2.0), "total_flops"),
+    (lambda: eco.palm_flops_per_token(-1, 2, 8, 64, 2048), "n_params"),
+    (lambda: eco.palm_flops_per_token(1e9, 2, 8, 0, 2048), "head_dim"),
+    (lambda: eco.model_flops_utilization(1e3, 0, 1, 1e15), "flops_per_token"),
+    (lambda: eco.model_flops_utilization(1e3, 1e9, 1, float("inf")), "peak_flops_per_s"),
+    (lambda: eco.gpu_hours(1e24, 0, 0.4), "peak_flops_per_s"),
+    (lambda: eco.decode_tokens_per_second(0, 14e9, 1, 1e15, 3e12), "active_params"),
+    (lambda: eco.decode_tokens_per_second(7e9, 14e9, 1, 0, 3e12), "peak_flops_per_s"),
+    (lambda: eco.decode_tokens_per_second(7e9, 14e9, 1, 1e15, -3e12), "hbm_bytes_per_s"),
+    (lambda: eco.prefill_tokens_per_second(0, 1e15, 0.5), "active_params"),
+    (lambda: eco.prefill_tokens_per_second(7e9, 0, 0.5), "peak_flops_per_s"),
+    (lambda: eco.plot_cost_vs_mfu(1e24, 0, 2.0), "peak_flops_per_s"),
+    (lambda: eco.plot_cost_vs_mfu(1e24, 1e15, 0), "usd_per_gpu_hour"),
 ])
 def test_bad_input_raises_value_error(call, match):
     import matplotlib.pyplot as plt
@@ -300,6 +354,33 @@ def test_bad_input_raises_value_error(call, match):
     with pytest.raises(ValueError, match=match):
         call()
     plt.close("all")
+
+
+def test_numpy_scalars_are_accepted_and_bools_rejected():
+    """Sizes computed with NumPy (np.int64 token counts, np.float64 prices) are valid input;
+    True is an int in Python but never a size."""
+    assert eco.training_flops(np.int64(70_000_000_000), np.float64(15e12)) == pytest.approx(6.3e24)
+    assert eco.model_flops_utilization(100_000, 6e10, np.int64(8), 1e15) == pytest.approx(0.75)
+    assert eco.gpu_hours(1e24, 1e15, np.float64(0.5)) == pytest.approx(1e24 / 5e14 / 3600)
+    with pytest.raises(ValueError, match="n_chips"):
+        eco.model_flops_utilization(1000, 6e9, True, 1e15)
+    with pytest.raises(ValueError, match="mfu"):
+        eco.gpu_hours(1e24, 1e15, True)
+
+
+def test_moe_all_experts_read_assumption_holds_at_batch_150():
+    """estimate_serving charges an MoE decode step for all the weights. With DeepSeek-V3's
+    routing (catalog: 8 of 256 routed experts per token), a batch of 150 tokens leaves each
+    expert unused with probability (1 - 8/256)^150 < 1%, as the docstring says."""
+    catalog = pytest.importorskip("llminfra_lab.catalog")
+    v3 = catalog.model_spec("deepseek-v3")
+    p_unused = (1 - v3.experts_per_token / v3.n_experts) ** 150
+    assert p_unused < 0.01
+    # Monte Carlo with the same routing (8 distinct experts per token) agrees.
+    rng = np.random.default_rng(0)
+    touched = [len({int(e) for _ in range(150) for e in rng.choice(v3.n_experts, v3.experts_per_token, replace=False)})
+               / v3.n_experts for _ in range(20)]
+    assert np.mean(touched) == pytest.approx(1 - p_unused, abs=0.01)
 
 
 def test_unknown_tier_or_provider_lists_valid_names():
@@ -332,3 +413,15 @@ def test_estimators_reject_bad_names_and_sizes():
         eco.estimate_serving("llama-3-8b", n_gpus=0)
     with pytest.raises(ValueError, match="model must be"):
         eco.estimate_serving(3.5)
+    with pytest.raises(ValueError, match="bytes_per_param"):
+        eco.estimate_serving("llama-3-8b", bytes_per_param=0)
+    with pytest.raises(ValueError, match="mfu"):
+        eco.estimate_serving("llama-3-8b", prefill_mfu=0)
+    with pytest.raises(ValueError, match="batch_size"):
+        eco.estimate_serving("llama-3-8b", batch_size=0)
+    with pytest.raises(ValueError, match="usd_per_gpu_hour"):
+        eco.estimate_serving("llama-3-8b", usd_per_gpu_hour=0)
+    with pytest.raises(ValueError, match="mfu"):
+        eco.estimate_training("llama-3-8b", 1e12, mfu=0)
+    with pytest.raises(ValueError, match="usd_per_gpu_hour"):
+        eco.estimate_training("llama-3-8b", 1e12, usd_per_gpu_hour=-1)
