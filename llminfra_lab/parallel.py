@@ -490,8 +490,9 @@ def pipeline_schedule(name: str, p: int, m: int, v: int = 1, *, t_f: float = 1.0
     name: "gpipe" (all forwards, then all backwards; Huang et al. 2019), "1f1b"
     (PipeDream-Flush: warm-up forwards then one forward / one backward; Narayanan et
     al. 2021), "interleaved" (1F1B over v model chunks per rank; needs m % p == 0),
-    "zb-h1" (zero-bubble ZB-H1, Qi et al. 2023: backward split into B (input grad) and W
-    (weight grad); W fills what would be bubbles, memory limit as 1F1B).
+    "zb-h1" (zero-bubble ZB-H1, Qi et al. 2024: backward split into B (input grad) and W
+    (weight grad); W ops are deferred into what would be bubbles, with 1F1B's limit on
+    in-flight micro-batches; see `_zb_h1_policy`).
     Costs are per micro-batch for a rank's whole share of layers: t_f forward, t_b the
     full backward. t_w is the part of t_b that is the weight gradient (default t_b/2);
     only zb-h1 splits it off (B then costs t_b - t_w). With interleaving each chunk op
@@ -572,8 +573,11 @@ def _interleaved_order(r, p, m, v):
 
 
 def _zb_h1_policy(p, m):
-    """Greedy ZB-H1: a ready B first (critical path), else the next F while fewer than
-    p - r micro-batches are in flight (1F1B's memory), else a pending W (filling a bubble)."""
+    """Greedy zero-bubble schedule in the spirit of ZB-H1: a ready B first (it is on the
+    critical path), else the next F while fewer than p - r micro-batches are in flight
+    (1F1B's limit), else a waiting W to fill what would be a bubble. With F, B and W of
+    equal cost its bubble is ZB-H1's, (p-1)(F+B-2W) with B the full backward; W ops may
+    wait longer than in the handcrafted ZB-H1, holding their (small) weight-gradient inputs."""
 
     def pick(r, ready, state):
         bs = [o for o in ready if o[0] == "B"]

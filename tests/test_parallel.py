@@ -1,7 +1,7 @@
 """Tests for llminfra_lab.parallel.
 
 Pipeline schedules are checked against a brute-force validator and against the bubble
-formulas of Narayanan et al. 2021 and Qi et al. 2023, measured from the simulated
+formulas of Narayanan et al. 2021 and Qi et al. 2024, measured from the simulated
 timelines. Tensor-parallel layers are checked against the unsharded model (in one
 process by summing the ranks' partial outputs, and on 2 real processes with gloo).
 The data-parallel step is checked against a plainly written one-process step on the
@@ -110,7 +110,7 @@ def test_bubble_fraction_interleaved(p, m, v):
 
 @pytest.mark.parametrize("p,m", [(2, 4), (4, 8), (4, 12), (8, 16)])
 def test_zero_bubble_h1_bubble(p, m):
-    """ZB-H1 bubble (p-1)(F+B-2W) with B the full backward (Qi et al. 2023; the DualPipe
+    """ZB-H1 bubble (p-1)(F+B-2W) with B the full backward (Qi et al. 2024; the DualPipe
     README's table lists it as ZB1P), i.e. a third of 1F1B's when F = B_input = W."""
     t_f, t_b, t_w = 1.0, 2.0, 1.0
     s = par.pipeline_schedule("zb-h1", p, m, t_f=t_f, t_b=t_b, t_w=t_w)
@@ -124,7 +124,7 @@ def test_zero_bubble_h1_bubble(p, m):
 @pytest.mark.parametrize("p,m", [(4, 8), (4, 16), (8, 24)])
 def test_peak_inflight_1f1b_vs_gpipe(p, m):
     """1F1B keeps at most p micro-batches in flight per rank; GPipe keeps all m
-    (Narayanan et al. 2021); ZB-H1 keeps 1F1B's limit (Qi et al. 2023)."""
+    (Narayanan et al. 2021); ZB-H1 keeps 1F1B's limit (Qi et al. 2024)."""
     gpipe = par.pipeline_schedule("gpipe", p, m)
     ofob = par.pipeline_schedule("1f1b", p, m)
     zb = par.pipeline_schedule("zb-h1", p, m)
