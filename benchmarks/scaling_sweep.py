@@ -36,7 +36,7 @@ def main(out: Path) -> None:
         "settings": {"widths": list(T.SWEEP_WIDTHS), "steps": list(T.SWEEP_STEPS), "n_layer": 2,
                      "batch_size": 8, "seq_len": 64, "corpus": "data.stories(2_000_000, seed=11)",
                      "heldout": "data.stories(40_000, seed=12)", "tokenizer": "the checkpoints' BPE (512)",
-                     "command": "python benchmarks/scaling_sweep.py", "torch_version": torch.__version__},
+                     "command": "python benchmarks/scaling_sweep.py", "torch_version": str(torch.__version__)},
         "fit": {"E": law.E, "A": law.A, "B": law.B, "alpha": law.alpha, "beta": law.beta},
         "runs": runs,
     }

@@ -508,7 +508,7 @@ def train_preset(name: str, out: str | Path | None = None, steps: int | None = N
                        "history": {"step": hist["step"][::10], "loss": hist["loss"][::10],
                                    "eval_step": hist["eval_step"], "val_loss": hist["val_loss"]},
                        "command": f"python -m llminfra_lab.training --preset {name}",
-                       "torch_version": torch.__version__}
+                       "torch_version": str(torch.__version__)}
         save_pretrained(model, tok, out, recipe_dict)
     return model, tok, hist, results
 
