@@ -41,7 +41,7 @@ import torch.nn.functional as F
 from torch import nn
 
 __all__ = [
-    "STAGES", "ZERO_FIGURE1", "model_state_bytes", "activation_bytes_per_layer",
+    "STAGES", "ZERO_FIGURE1", "model_state_bytes", "activation_bytes_per_layer", "measure_activation_bytes",
     "ZeroEngine", "CommLog", "gpt_units", "sequential_loss", "adam_update",
     "compare_runs", "small_gpt_config", "formula_for_run",
     "plot_memory_vs_gpus", "plot_stage_breakdown", "plot_measured_vs_formula",
@@ -83,7 +83,7 @@ def model_state_bytes(psi: float, stage: int, n_gpus: int, k: float = 12, param_
 
 def activation_bytes_per_layer(seq_len: int, micro_batch: int, hidden: int, heads: int,
                                tensor_parallel: int = 1, sequence_parallel: bool = False,
-                               recompute: str = "none") -> float:
+                               recompute: str = "none", dropout: bool = True) -> float:
     """Activation bytes one transformer layer keeps for its backward pass (Korthikanti et al. 2022).
 
     16-bit activations, a GPT-style layer (LayerNorm, attention with dropout, 4h GeLU MLP).
@@ -95,6 +95,12 @@ def activation_bytes_per_layer(seq_len: int, micro_batch: int, hidden: int, head
                                recomputed in backward): s b h (10 + 24/t), or 34 s b h / t with SP
         recompute="full"       only the layer input is kept: 2 s b h (as the paper's Table 2
                                counts it, whatever t; the others recompute everything else)
+
+    dropout=False drops the terms that exist only because of dropout, as in today's LLMs,
+    which train without it: the two 1-byte masks after attention and MLP (2 s b h, outside
+    the tensor-parallel region) and, in the score term, the 1-byte mask and the 2-byte
+    dropped-out copy of the probabilities (3 a s^2 b). Without parallelism that leaves
+    s b h (32 + 2 a s / h); `measure_activation_bytes` confirms it with autograd.
     """
     for name, value in (("seq_len", seq_len), ("micro_batch", micro_batch), ("hidden", hidden),
                         ("heads", heads), ("tensor_parallel", tensor_parallel)):
@@ -105,13 +111,68 @@ def activation_bytes_per_layer(seq_len: int, micro_batch: int, hidden: int, head
                          f"tensor_parallel ({tensor_parallel})")
     if recompute not in ("none", "selective", "full"):
         raise ValueError(f"recompute must be 'none', 'selective' or 'full', got {recompute!r}")
+    if not isinstance(dropout, bool) or not isinstance(sequence_parallel, bool):
+        raise ValueError(f"dropout and sequence_parallel must be bools, got {dropout!r}, {sequence_parallel!r}")
     s, b, h, a, t = seq_len, micro_batch, hidden, heads, tensor_parallel
     sbh = s * b * h
     if recompute == "full":
         return 2.0 * sbh
-    attention_scores = 5 * a * s / (h * t) if recompute == "none" else 0.0
-    linear_part = 34 / t if sequence_parallel else 10 + 24 / t
+    attention_scores = (5 if dropout else 2) * a * s / (h * t) if recompute == "none" else 0.0
+    replicated = 10 if dropout else 8           # layer-norm inputs, first linear inputs, dropout masks
+    linear_part = (replicated + 24) / t if sequence_parallel else replicated + 24 / t
     return sbh * (linear_part + attention_scores)
+
+
+class _PaperLayer(nn.Module):
+    """The GPT layer Korthikanti et al. count (LayerNorm, fused QKV, softmax attention, 4h GeLU MLP), no dropout.
+
+    Tensors are laid out (seq, batch, hidden) as in Megatron.
+    """
+
+    def __init__(self, hidden: int, heads: int):
+        super().__init__()
+        self.heads = heads
+        self.ln1, self.qkv, self.proj = nn.LayerNorm(hidden), nn.Linear(hidden, 3 * hidden), nn.Linear(hidden, hidden)
+        self.ln2, self.fc1, self.fc2 = nn.LayerNorm(hidden), nn.Linear(hidden, 4 * hidden), nn.Linear(4 * hidden, hidden)
+
+    def forward(self, x):
+        s, b, h = x.shape
+        d = h // self.heads
+        q, k, v = (t.reshape(s, b * self.heads, d).transpose(0, 1) for t in self.qkv(self.ln1(x)).chunk(3, dim=-1))
+        probs = torch.softmax((q @ k.transpose(1, 2)) / math.sqrt(d), dim=-1)   # (b*a, s, s)
+        x = x + self.proj((probs @ v).transpose(0, 1).reshape(s, b, h))
+        return x + self.fc2(F.gelu(self.fc1(self.ln2(x))))
+
+
+def measure_activation_bytes(seq_len: int, micro_batch: int, hidden: int, heads: int, seed: int = 0) -> int:
+    """Bytes autograd saves for backward in one dropout-free GPT layer in bf16, measured.
+
+    Runs the layer forward under `torch.autograd.graph.saved_tensors_hooks` and adds up the
+    distinct storages saved for the backward pass, leaving out the parameters. The result
+    is the paper's count without dropout, s b h (32 + 2 a s / h), plus the per-token mean and
+    reciprocal standard deviation that each LayerNorm keeps (4 s b values), which the paper
+    neglects.
+    """
+    for name, value in (("seq_len", seq_len), ("micro_batch", micro_batch), ("hidden", hidden), ("heads", heads)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+    if hidden % heads:
+        raise ValueError(f"hidden ({hidden}) must be divisible by heads ({heads})")
+    gen = torch.Generator().manual_seed(seed)
+    layer = _PaperLayer(hidden, heads).to(torch.bfloat16)
+    params = {p.untyped_storage().data_ptr() for p in layer.parameters()}
+    x = torch.randn(seq_len, micro_batch, hidden, generator=gen).to(torch.bfloat16).requires_grad_()
+    saved: dict[int, int] = {}
+
+    def pack(t: torch.Tensor):
+        storage = t.untyped_storage()
+        if storage.data_ptr() not in params:
+            saved[storage.data_ptr()] = storage.nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        layer(x)
+    return sum(saved.values())
 
 
 # ============================================================================ 2. the engine
@@ -585,7 +646,7 @@ def plot_memory_vs_gpus(psi: float = 7.5e9, k: float = 12, max_gpus: int = 1024,
         ax.plot(gpus, [model_state_bytes(psi, stage, n, k)["total"] / 1e9 for n in gpus], marker="o",
                 ms=3, label=_STAGE_NAMES[stage])
     ax.axhline(80, color="grey", ls=":", lw=1)
-    ax.text(gpus[0], 80 * 1.1, "80 GB of HBM", color="grey", fontsize=8)
+    ax.text(gpus[-1], 80 * 0.8, "80 GB of HBM", color="grey", fontsize=8, ha="right", va="top")
     ax.set(xscale="log", yscale="log", xlabel="data-parallel GPUs (Nd)", ylabel="model states per GPU (GB)",
            title=f"Psi = {psi / 1e9:g}B parameters, K = {k:g}")
     ax.set_xticks(gpus[::2], [str(g) for g in gpus[::2]])

@@ -13,6 +13,8 @@ import pytest
 import torch
 from torch import nn
 
+from torch.multiprocessing.reductions import StorageWeakRef
+
 from llminfra_lab import zero
 from llminfra_lab.collectives import launch
 from llminfra_lab.model import GPT
@@ -41,47 +43,61 @@ def test_model_state_parts_follow_the_paper_terms():
                      "total": 4 * psi + 12 * psi / n}
 
 
-def _korthikanti_brute_force(s, b, h, a, t=1, sp=False, selective=False):
+def _korthikanti_brute_force(s, b, h, a, t=1, sp=False, selective=False, dropout=True):
     """Activation bytes of one layer, listing each stored tensor as in Korthikanti 2022, Section 4.1.
 
-    Each entry: (bytes, split by tensor parallelism, split by sequence parallelism). 16-bit
-    values (2 bytes), dropout masks 1 byte; a s^2 b entries are attention scores.
+    Each entry: (bytes, split by tensor parallelism, split by sequence parallelism, is an
+    attention-score tensor, exists only with dropout). 16-bit values (2 bytes), dropout
+    masks 1 byte; a s^2 b entries are attention scores.
     """
+    sbh, as2b = s * b * h, a * s * s * b
     tensors = [
-        (2 * s * b * h, False, True),       # LayerNorm 1 input
-        (2 * s * b * h, False, True),       # QKV projection input
-        (2 * s * b * h, True, False),       # Q
-        (2 * s * b * h, True, False),       # K
-        (2 * a * s * s * b, True, False),   # softmax output (recomputed when selective)
-        (1 * a * s * s * b, True, False),   # softmax dropout mask (recomputed when selective)
-        (2 * a * s * s * b, True, False),   # dropout output, input to scores @ V (recomputed when selective)
-        (2 * s * b * h, True, False),       # V
-        (2 * s * b * h, True, False),       # output projection input
-        (1 * s * b * h, False, True),       # attention dropout mask
-        (2 * s * b * h, False, True),       # LayerNorm 2 input
-        (2 * s * b * h, False, True),       # MLP first linear input
-        (8 * s * b * h, True, False),       # GeLU input (4h wide)
-        (8 * s * b * h, True, False),       # GeLU output, second linear input
-        (1 * s * b * h, False, True),       # MLP dropout mask
+        (2 * sbh, False, True, False, False),   # LayerNorm 1 input
+        (2 * sbh, False, True, False, False),   # QKV projection input
+        (2 * sbh, True, False, False, False),   # Q
+        (2 * sbh, True, False, False, False),   # K
+        (2 * as2b, True, False, True, False),   # softmax output
+        (1 * as2b, True, False, True, True),    # softmax dropout mask
+        (2 * as2b, True, False, True, True),    # dropout output, input to probs @ V
+        (2 * sbh, True, False, False, False),   # V
+        (2 * sbh, True, False, False, False),   # output projection input
+        (1 * sbh, False, True, False, True),    # attention dropout mask
+        (2 * sbh, False, True, False, False),   # LayerNorm 2 input
+        (2 * sbh, False, True, False, False),   # MLP first linear input
+        (8 * sbh, True, False, False, False),   # GeLU input (4h wide)
+        (8 * sbh, True, False, False, False),   # GeLU output, second linear input
+        (1 * sbh, False, True, False, True),    # MLP dropout mask
     ]
     total = 0.0
-    for i, (nbytes, tp_split, sp_split) in enumerate(tensors):
-        if selective and i in (4, 5, 6):
+    for nbytes, tp_split, sp_split, score, needs_dropout in tensors:
+        if (selective and score) or (needs_dropout and not dropout):
             continue
         total += nbytes / t if tp_split or (sp and sp_split) else nbytes
     return total
 
 
-@pytest.mark.parametrize("s,b,h,a", [(2048, 1, 12288, 96), (512, 4, 1024, 16), (7, 3, 20, 5)])
+@pytest.mark.parametrize("s,b,h,a", [(2048, 1, 12288, 96), (512, 4, 1024, 16), (7, 3, 40, 8)])
 @pytest.mark.parametrize("t,sp,recompute", [(1, False, "none"), (8, False, "none"), (8, True, "none"),
                                             (8, False, "selective"), (8, True, "selective"),
                                             (1, False, "selective")])
-def test_activation_formula_against_brute_force(s, b, h, a, t, sp, recompute):
+@pytest.mark.parametrize("dropout", [True, False])
+def test_activation_formula_against_brute_force(s, b, h, a, t, sp, recompute, dropout):
     """Korthikanti 2022, Table 2: s b h (34 + 5 a s / h) without parallelism, and its TP/SP/selective variants."""
-    if a % t:
-        pytest.skip("heads not divisible by t")
-    got = zero.activation_bytes_per_layer(s, b, h, a, tensor_parallel=t, sequence_parallel=sp, recompute=recompute)
-    assert got == pytest.approx(_korthikanti_brute_force(s, b, h, a, t, sp, recompute == "selective"))
+    got = zero.activation_bytes_per_layer(s, b, h, a, tensor_parallel=t, sequence_parallel=sp,
+                                          recompute=recompute, dropout=dropout)
+    assert got == pytest.approx(_korthikanti_brute_force(s, b, h, a, t, sp, recompute == "selective", dropout))
+
+
+@pytest.mark.parametrize("s,b,h,a", [(16, 2, 64, 4), (32, 1, 128, 8), (24, 3, 96, 12), (40, 2, 48, 2)])
+def test_activation_formula_against_autograd(s, b, h, a):
+    """Korthikanti 2022 without dropout, s b h (32 + 2 a s / h), equals what PyTorch's autograd saves.
+
+    The measured bytes add LayerNorm's per-token mean and rstd: 2 LayerNorms x 2 values x
+    s b tokens x 2 bytes (bf16), which the paper neglects.
+    """
+    measured = zero.measure_activation_bytes(s, b, h, a)
+    assert measured == zero.activation_bytes_per_layer(s, b, h, a, dropout=False) + 2 * 2 * s * b * 2
+    assert zero.activation_bytes_per_layer(s, b, h, a, dropout=False) == s * b * h * (32 + 2 * a * s / h)
 
 
 def test_activation_paper_forms():
@@ -217,6 +233,12 @@ def test_activation_bytes_rejects_bad_input():
         zero.activation_bytes_per_layer(16, 1, 64, 4, tensor_parallel=3)
     with pytest.raises(ValueError, match="recompute"):
         zero.activation_bytes_per_layer(16, 1, 64, 4, recompute="some")
+    with pytest.raises(ValueError, match="bools"):
+        zero.activation_bytes_per_layer(16, 1, 64, 4, dropout="no")
+    with pytest.raises(ValueError, match="hidden"):
+        zero.measure_activation_bytes(16, 1, 0, 4)
+    with pytest.raises(ValueError, match="divisible"):
+        zero.measure_activation_bytes(16, 1, 64, 5)
 
 
 def test_engine_and_helpers_reject_bad_input():
@@ -273,3 +295,85 @@ def test_plots_draw():
     ax = zero.plot_measured_vs_formula(fake, 2)
     assert len(ax.patches) == 8
     assert not math.isnan(ax.get_ylim()[1])
+
+
+# ----------------------------------------------------------------------------- stage 3 really frees
+
+@pytest.fixture()
+def one_rank_group(tmp_path):
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
+    yield
+    dist.destroy_process_group()
+
+
+class _WatchedEngine(zero.ZeroEngine):
+    """Records a weak reference to the storage of each gathered buffer freed after a unit's forward."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.freed, self.alive_at_backward = [], None
+
+    def _free(self, u):
+        if self.alive_at_backward is None:
+            self.freed.append(StorageWeakRef(u.full.untyped_storage()))
+        super()._free(u)
+
+    def _gather(self, u):
+        if len(self.freed) == len(self.units) and self.alive_at_backward is None:
+            self.alive_at_backward = sum(not r.expired() for r in self.freed)
+        super()._gather(u)
+
+
+class _TransposedLinear(nn.Module):
+    """x @ W^T written out: autograd saves the view W^T, a tensor that shares W's storage."""
+
+    def __init__(self, d_in, d_out, seed):
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(d_out, d_in, generator=torch.Generator().manual_seed(seed)) * 0.3)
+
+    def forward(self, x):
+        return torch.tanh(x @ self.weight.t())
+
+
+def _mse(out, target):
+    return ((out - target) ** 2).mean()
+
+
+def test_stage3_frees_gathered_parameters_between_forward_and_backward(one_rank_group, monkeypatch):
+    """ZeRO-3 (Rajbhandari 2020): a unit's gathered parameters are freed after its forward.
+
+    No tensor saved for backward may keep a gathered buffer alive, neither in the GPT nor in
+    units that save views of their weights. Without the saved-tensor hooks (the control)
+    the saved views keep every buffer alive, so the check can fail.
+    """
+    cfg = zero.small_gpt_config(n_layer=1)
+    x = torch.randint(cfg.vocab_size, (2, 8), generator=torch.Generator().manual_seed(0))
+    y = torch.roll(x, -1, dims=1)
+    engine = _WatchedEngine(zero.gpt_units(GPT(cfg)), zero.sequential_loss, stage=3)
+    engine.step(x, y)
+    assert len(engine.freed) == 3 and engine.alive_at_backward == 0
+
+    xs, ys = torch.randn(4, 6), torch.randn(4, 5)
+
+    def make():
+        return [_TransposedLinear(6, 7, 1), _TransposedLinear(7, 5, 2)]
+
+    engine = _WatchedEngine(make(), _mse, stage=3)
+    losses = [engine.step(xs, ys) for _ in range(3)]
+    assert engine.alive_at_backward == 0
+    ref_units = make()                                         # the same units trained plainly
+    opt = torch.optim.Adam([p for u in ref_units for p in u.parameters()], lr=1e-3, foreach=False)
+    for step_loss in losses:
+        loss = _mse(ref_units[1](ref_units[0](xs)), ys)
+        assert loss.item() == pytest.approx(step_loss, abs=1e-6)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+    identity = lambda self, u: (lambda t: t, lambda t: t)  # noqa: E731
+    monkeypatch.setattr(zero.ZeroEngine, "_hooks", identity)
+    control = _WatchedEngine(make(), _mse, stage=3)
+    control.step(xs, ys)
+    assert control.alive_at_backward == 2
