@@ -294,6 +294,8 @@ class ZeroEngine:
     # ---------------------------------------------------------------- the training step
     def step(self, inputs: torch.Tensor, targets: torch.Tensor) -> float:
         """Forward, backward and optimizer step on this rank's micro-batch; returns the local loss."""
+        if not isinstance(inputs, torch.Tensor) or not isinstance(targets, torch.Tensor):
+            raise ValueError(f"inputs and targets must be tensors, got {type(inputs).__name__}, {type(targets).__name__}")
         self._transient = 0
         h = inputs
         for u in self.units:                                   # forward, unit by unit
@@ -523,8 +525,13 @@ def sequential_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor
 
 def small_gpt_config(**overrides):
     """The small untied GPT that the lab and tests train: 90,432 parameters."""
+    from dataclasses import fields
+
     from .model import GPTConfig
 
+    valid = {f.name for f in fields(GPTConfig)}
+    if set(overrides) - valid:
+        raise ValueError(f"unknown GPTConfig fields {sorted(set(overrides) - valid)}; valid: {sorted(valid)}")
     base = dict(vocab_size=128, n_layer=2, n_head=4, n_kv_head=2, d_model=64, d_ff=128,
                 max_seq_len=32, tie_embeddings=False)
     base.update(overrides)
@@ -554,8 +561,9 @@ def compare_runs(rank: int, world_size: int, steps: int = 3, stages=STAGES, fsdp
     averaged, the reference), "zero0" .. "zero3" (this module's `ZeroEngine`), and
     "fsdp2" (PyTorch's `fully_shard` on each block and on the root, torch.optim.Adam).
     Returns {method: {"losses": [local loss per step], ...}}; the ZeRO entries add
-    "held_bytes", "peak_transient_bytes", "comm_elements", "psi", "padded_psi"; fsdp2 adds
-    "param_bytes" and "optimizer_bytes" held by this rank.
+    "held_bytes", "peak_transient_bytes", "comm_elements", "comm_calls", "psi", "padded_psi";
+    fsdp2 adds "param_bytes" and "optimizer_bytes" held by this rank; both add
+    "max_weight_diff", the largest difference of the final weights from torch-ddp's.
     """
     if not (isinstance(steps, int) and steps >= 1):
         raise ValueError(f"steps must be an int >= 1, got {steps!r}")
@@ -582,6 +590,7 @@ def compare_runs(rank: int, world_size: int, steps: int = 3, stages=STAGES, fsdp
         opt.zero_grad(set_to_none=True)
         losses.append(loss.item())
     out["torch-ddp"] = {"losses": losses}
+    reference = torch.cat([p.detach().reshape(-1) for p in model.parameters()])   # final weights, unit order
 
     for stage in stages:
         engine = ZeroEngine(gpt_units(GPT(cfg, seed=seed)), sequential_loss, stage=stage, lr=lr)
@@ -590,7 +599,9 @@ def compare_runs(rank: int, world_size: int, steps: int = 3, stages=STAGES, fsdp
             if i == steps - 1:
                 engine.comm.reset()                            # count one steady-state step
             losses.append(engine.step(x, y))
+        weights = torch.cat(list(engine.full_state_dict().values()))
         out[f"zero{stage}"] = {"losses": losses, "held_bytes": engine.held_bytes(),
+                               "max_weight_diff": (weights - reference).abs().max().item(),
                                "peak_transient_bytes": engine.peak_transient_bytes,
                                "comm_elements": engine.comm.elements(), "comm_calls": list(engine.comm.calls),
                                "psi": engine.numel, "padded_psi": engine.padded_numel}
@@ -616,7 +627,9 @@ def compare_runs(rank: int, world_size: int, steps: int = 3, stages=STAGES, fsdp
         param_bytes = sum(local(p).numel() * 4 for p in model.parameters())
         optim_bytes = sum(local(v).numel() * v.element_size() for st in opt.state.values()
                           for k, v in st.items() if k in ("exp_avg", "exp_avg_sq"))
+        weights = torch.cat([p.full_tensor().reshape(-1) for p in model.parameters()])
         out["fsdp2"] = {"losses": losses, "param_bytes": param_bytes, "optimizer_bytes": optim_bytes,
+                        "max_weight_diff": (weights - reference).abs().max().item(),
                         "param_type": type(next(model.parameters())).__name__}
     return out
 

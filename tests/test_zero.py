@@ -170,6 +170,7 @@ def test_sharded_losses_equal_data_parallel(two_rank_run):
         for method in ("zero0", "zero1", "zero2", "zero3", "fsdp2"):
             got = result[method]["losses"]
             assert max(abs(g - r) for g, r in zip(got, ref)) <= 1e-6, (rank, method, got, ref)
+            assert result[method]["max_weight_diff"] <= 1e-6, (rank, method)   # final weights too
         psi = result["zero1"]["padded_psi"]
         full_optimizer = 2 * 4 * psi                           # momentum + variance, fp32
         assert result["zero0"]["held_bytes"]["optimizer"] == full_optimizer
@@ -279,6 +280,10 @@ def test_engine_and_helpers_reject_bad_input():
         zero.compare_runs(0, 2, seq_len=1000)
     with pytest.raises(KeyError, match="zero2"):
         zero.formula_for_run({"zero1": {}}, 2, 2)
+    with pytest.raises(ValueError, match="unknown GPTConfig"):
+        zero.small_gpt_config(n_layers=3)
+    with pytest.raises(ValueError, match="tensors"):
+        zero.ZeroEngine.step(None, [1, 2], torch.zeros(2))
     with pytest.raises(ValueError, match="max_gpus"):
         zero.plot_memory_vs_gpus(max_gpus=1)
 
