@@ -140,8 +140,9 @@ ACCELERATORS: dict[str, Accelerator] = {
                           "fp8": 2614.9, "int8": 2614.9},
             hbm_gb=192.0, hbm_tbps=5.3, scaleup_gbps=896.0, tdp_w=750.0, source="amd2023mi300x",
             notes="AMD's datasheet prints dense and sparse columns; dense stored (sparse fp16 is 2,614.9). "
-            "fp64/fp32 are the matrix-core figures (vector fp64 81.7). 8 XCD chiplets, HBM3; "
-            "Infinity Fabric: 7 links x 128 GB/s.",
+            "fp64/fp32 are the matrix-core figures (vector fp64 81.7). 8 XCD chiplets, HBM3. Scale-up: in an "
+            "8-GPU platform 7 Infinity Fabric links (128 GB/s peak each, as AMD lists them) join the peers, "
+            "7 x 128 = 896 GB/s.",
         ),
         Accelerator(
             name="Ascend-910B", vendor="Huawei", year=2023,
@@ -149,18 +150,19 @@ ACCELERATORS: dict[str, Accelerator] = {
             hbm_gb=64.0, hbm_tbps=1.6, scaleup_gbps=392.0, tdp_w=310.0, source="boardor2025ascend",
             notes="REPORTED, not a vendor datasheet: Huawei publishes no 910B datasheet. FP16 ~320 TFLOP/s, "
             "64 GB HBM2e and 310 W from the cited report (other reports give 256-376 TFLOP/s and 310-400 W). "
-            "Bandwidth: reports range from 0.4 to 1.6 TB/s; 1.6 TB/s is one die of the 910C as Huawei describes "
-            "it (zuo2025cloudmatrix). HCCS 392 GB/s is the commonly quoted per-chip figure. bf16 taken equal "
-            "to fp16 (Da Vinci cube unit).",
+            "Bandwidth: the cited report prints 400 GB/s and others up to 1.6 TB/s; the table uses 1.6 TB/s, "
+            "the per-die HBM bandwidth Huawei gives for the 910C (zuo2025cloudmatrix), whose dies are reported "
+            "to be 910B-class. HCCS 392 GB/s (7 links x 56 GB/s) is the commonly quoted per-chip figure. bf16 "
+            "taken equal to fp16 (Da Vinci cube unit).",
         ),
         Accelerator(
             name="Ascend-910C", vendor="Huawei", year=2025,
             dense_tflops={"bf16": 752.0, "fp16": 752.0},
             hbm_gb=128.0, hbm_tbps=3.2, scaleup_gbps=784.0, tdp_w=float("nan"), source="zuo2025cloudmatrix",
             notes="Huawei's CloudMatrix384 paper (not a datasheet): two dies per package, ~376 TFLOP/s dense "
-            "BF16/FP16, 64 GB and 1.6 TB/s of HBM per die. Press reports quote 780-800 TFLOP/s. The 784 GB/s "
-            "Unified Bus (UB) figure is the reported per-chip scale-up bandwidth. Board power is unpublished "
-            "(NaN).",
+            "BF16/FP16, 64 GB and 1.6 TB/s of HBM per die. Press reports quote 780-800 TFLOP/s. Unified Bus "
+            "(UB): 392 GB/s each way per chip (196 GB/s per die), stored as 784 GB/s to count both directions "
+            "like the NVLink rows. Board power is unpublished (NaN).",
         ),
     ]
 }

@@ -79,7 +79,7 @@ def gemm_cost(m: int, k: int, n: int, dtype: str = "bf16") -> KernelCost:
     """C[m, n] = A[m, k] @ B[k, n]: 2mkn FLOPs; A, B read once and C written once.
 
     Intensity = 2mkn / (bytes x (mk + kn + mn)). For a square n x n x n GEMM this is
-    n / (3 x bytes): it grows with n, which is why big matmuls are compute-bound.
+    2n / (3 x bytes), n / 3 in bf16: it grows with n, which is why big matmuls are compute-bound.
     """
     _check_sizes(m=m, k=k, n=n)
     e = _dtype_bytes(dtype)
@@ -167,13 +167,12 @@ def elementwise_cost(n_elements: int, dtype: str = "bf16", n_inputs: int = 1, n_
                      flops_per_element: float = 1.0) -> KernelCost:
     """An elementwise op (add, GELU, scale...): reads `n_inputs` and writes `n_outputs` arrays once.
 
-    Intensity = flops_per_element / (bytes x (n_inputs + n_outputs)): a fraction of a
-    FLOP per byte, far left of every ridge point. Such ops are always memory-bound.
+    Intensity = flops_per_element / (bytes x (n_inputs + n_outputs)): 1/6 FLOP/byte for a
+    bf16 residual add, 2 for a bf16 GELU at 8 FLOPs per element; far left of every ridge
+    point, so such ops are always memory-bound.
     """
     _check_sizes(n_elements=n_elements, n_inputs=n_inputs, n_outputs=n_outputs)
-    if not (isinstance(flops_per_element, (int, float)) and math.isfinite(flops_per_element)
-            and flops_per_element > 0):
-        raise ValueError(f"flops_per_element must be a positive finite number, got {flops_per_element!r}")
+    _check_positive(flops_per_element=flops_per_element)
     e = _dtype_bytes(dtype)
     return KernelCost(f"elementwise x{n_elements}", float(flops_per_element) * n_elements,
                       e * (n_inputs + n_outputs) * n_elements, dtype)

@@ -46,6 +46,43 @@ def test_nvidia_rows_store_half_the_sparse_datasheet_figure(name, sparse_bf16_tf
     assert "sparsity" in acc.notes
 
 
+# Datasheet tables as printed, Tensor Core entries WITH 2:4 sparsity (asterisked), other entries as
+# printed. Sources: NVIDIA A100 80GB SXM, H100 SXM, H200 SXM datasheets; HGX B200 per-GPU column of
+# NVIDIA's HGX specification table. Keys: sparse Tensor Core TFLOP/s per precision, then plain
+# (non-sparse) entries, HBM GB, HBM TB/s, NVLink GB/s, max power W.
+_NVIDIA_DATASHEETS = {
+    "A100-SXM-80GB": dict(sparse={"tf32": 312, "bf16": 624, "fp16": 624, "int8": 1248},
+                          plain={"fp64": 19.5, "fp32": 19.5}, hbm_gb=80, hbm_tbps=2.039, nvlink=600, watts=400),
+    "H100-SXM": dict(sparse={"tf32": 989, "bf16": 1979, "fp16": 1979, "fp8": 3958, "int8": 3958},
+                     plain={"fp64": 67, "fp32": 67}, hbm_gb=80, hbm_tbps=3.35, nvlink=900, watts=700),
+    "H200-SXM": dict(sparse={"tf32": 989, "bf16": 1979, "fp16": 1979, "fp8": 3958, "int8": 3958},
+                     plain={"fp64": 67, "fp32": 67}, hbm_gb=141, hbm_tbps=4.8, nvlink=900, watts=700),
+    "B200": dict(sparse={"tf32": 2200, "bf16": 4500, "fp16": 4500, "fp8": 9000, "int8": 9000, "fp4": 18000},
+                 plain={"fp64": 37, "fp32": 75}, hbm_gb=180, hbm_tbps=7.7, nvlink=1800, watts=1000),
+}
+
+
+@pytest.mark.parametrize("name", sorted(_NVIDIA_DATASHEETS))
+def test_nvidia_rows_match_every_datasheet_entry(name):
+    """Every stored NVIDIA figure equals the datasheet's: half of each sparse Tensor Core figure
+    (tf32 989* -> 494.5 dense on the H100), the non-Tensor-Core entries unchanged, and the
+    memory, NVLink and power lines as printed. Datasheets round (TF32 989 is 2 x 494.7), so the
+    comparison allows 0.1 %."""
+    sheet, acc = _NVIDIA_DATASHEETS[name], accelerator(name)
+    expected = {p: v / 2 for p, v in sheet["sparse"].items()} | sheet["plain"]
+    assert set(acc.dense_tflops) == set(expected)
+    for p, v in expected.items():
+        assert acc.dense_tflops[p] == pytest.approx(v, rel=1e-3), p
+    assert (acc.hbm_gb, acc.scaleup_gbps, acc.tdp_w) == (sheet["hbm_gb"], sheet["nvlink"], sheet["watts"])
+    assert acc.hbm_tbps == pytest.approx(sheet["hbm_tbps"])
+
+
+def test_mi300x_scaleup_is_seven_infinity_fabric_links():
+    """AMD MI300X: 128 GB/s peak per Infinity Fabric link; 7 links reach the 7 peers of an 8-GPU platform."""
+    assert accelerator("MI300X").scaleup_gbps == pytest.approx(7 * 128)
+    assert accelerator("MI300X").tdp_w == pytest.approx(750)
+
+
 def test_mi300x_dense_fp16_from_amd_datasheet():
     """AMD MI300X datasheet: 1,307.4 TFLOP/s peak FP16 dense (2,614.9 with sparsity), 5.3 TB/s, 192 GB."""
     mi = accelerator("MI300X")

@@ -313,6 +313,7 @@ def test_measure_gpu_tiny_sizes_positive_finite():
         (lambda: rl.elementwise_cost(0), "n_elements"),
         (lambda: rl.elementwise_cost(10, n_inputs=0), "n_inputs"),
         (lambda: rl.elementwise_cost(10, flops_per_element=-1), "flops_per_element"),
+        (lambda: rl.elementwise_cost(10, flops_per_element=True), "flops_per_element"),
         (lambda: rl.reduction_cost(4, 0), "cols"),
         (lambda: rl.arithmetic_intensity(0, 1), "flops"),
         (lambda: rl.arithmetic_intensity(1, float("nan")), "bytes_moved"),
