@@ -43,7 +43,7 @@ __all__ = [
     # ring collectives from point-to-point messages
     "chunk_sizes", "ring_reduce_scatter", "ring_all_gather", "ring_all_reduce", "ring_vs_torch",
     # alpha-beta cost model
-    "Fabric", "FABRICS", "fabric", "ring_all_reduce_time", "ring_reduce_scatter_time",
+    "Fabric", "FABRICS", "fabric", "scale_up_fabric", "scale_up_table_markdown", "ring_all_reduce_time", "ring_reduce_scatter_time",
     "tree_all_reduce_time", "hierarchical_all_reduce_time", "all_reduce_time",
     # nccl-tests bandwidths
     "BUSBW_FACTORS", "algorithm_bandwidth", "bus_bandwidth", "bytes_sent_per_rank",
@@ -80,6 +80,22 @@ def launch(fn: Callable[..., Any], world_size: int, *args: Any, backend: str = "
         raise ValueError(f"timeout_s must be > 0, got {timeout_s}")
     if not isinstance(threads_per_rank, int) or threads_per_rank < 1:
         raise ValueError(f"threads_per_rank must be an int >= 1, got {threads_per_rank!r}")
+    for attempt in range(3):
+        try:
+            return _launch_once(fn, world_size, args, kwargs, backend, timeout_s, threads_per_rank)
+        except RuntimeError as err:
+            # The free port found by _free_port can be taken by another program before
+            # rank 0 binds it; only that start-up race is retried, never a failure of fn.
+            if attempt == 2 or not _port_clash(str(err)):
+                raise
+    raise AssertionError("unreachable")
+
+
+def _port_clash(message: str) -> bool:
+    return "EADDRINUSE" in message or "Address already in use" in message
+
+
+def _launch_once(fn, world_size, args, kwargs, backend, timeout_s, threads_per_rank) -> list[Any]:
     ctx = mp.get_context("spawn")
     results = ctx.Queue()
     port = _free_port()
@@ -390,6 +406,34 @@ def fabric(name: str) -> Fabric:
     raise KeyError(f"unknown fabric {name!r}; known: {sorted(FABRICS)}")
 
 
+def scale_up_fabric(accelerator_name: str, alpha_s: float = 2e-6) -> Fabric:
+    """The scale-up link (NVLink, Infinity Fabric, HCCS/UB) of an accelerator in `hardware`.
+
+    Bandwidth per direction is half the chip's bidirectional `scaleup_gbps`; `alpha_s` is
+    an assumed per-message latency. KeyError (listing the names) for an unknown chip.
+    """
+    from llminfra_lab.hardware import accelerator
+
+    if not (isinstance(alpha_s, (int, float)) and math.isfinite(alpha_s) and alpha_s >= 0):
+        raise ValueError(f"alpha_s must be a finite number >= 0, got {alpha_s!r}")
+    acc = accelerator(accelerator_name)
+    return Fabric(f"{acc.name} scale-up", acc.scaleup_gbps * 1e9 / 2, float(alpha_s), "scale-up",
+                  acc.source, f"{acc.vendor} {acc.name}: {acc.scaleup_gbps:g} GB/s bidirectional")
+
+
+def scale_up_table_markdown(names: Sequence[str] = ("A100-SXM-80GB", "H100-SXM", "H800-SXM", "B200",
+                                                    "MI300X", "Ascend-910C")) -> str:
+    """A MyST table of scale-up bandwidth per chip, with one NDR port for scale, and a {cite} per row."""
+    ndr = FABRICS["NDR-IB"].bandwidth_Bps
+    rows = ["| Accelerator | Scale-up, both directions (GB/s) | Per direction (GB/s) | x one NDR port | Source |",
+            "|---|---|---|---|---|"]
+    for name in names:
+        f = scale_up_fabric(name)
+        rows.append(f"| {name} | {2 * f.bandwidth_Bps / 1e9:,.0f} | {f.bandwidth_Bps / 1e9:,.0f} | "
+                    f"{f.bandwidth_Bps / ndr:.1f} | {{cite:p}}`{f.source}` |")
+    return "\n".join(rows)
+
+
 def _check_cost_args(size_bytes: float, world_size: int, alpha_s: float, bandwidth_Bps: float) -> None:
     if not (isinstance(size_bytes, (int, float)) and math.isfinite(size_bytes) and size_bytes >= 0):
         raise ValueError(f"size_bytes must be a finite number >= 0, got {size_bytes!r}")
@@ -588,13 +632,15 @@ def time_collective_on_rank(rank: int, world_size: int, sizes_bytes: Sequence[in
                     ring_reduce_scatter(x)
                 else:
                     out = torch.empty(numel // p, dtype=x.dtype)
-                    dist.reduce_scatter_tensor(out, x[: (numel // p) * p])
+                    getattr(dist, "reduce_scatter_single", dist.reduce_scatter_tensor)(
+                        out, x[: (numel // p) * p])
             else:
                 if impl == "ring":
                     ring_all_gather(piece, sizes)
                 else:
                     out = torch.empty((numel // p) * p, dtype=x.dtype)
-                    dist.all_gather_into_tensor(out, x[: numel // p].clone())
+                    getattr(dist, "all_gather_single", dist.all_gather_into_tensor)(
+                        out, x[: numel // p].clone())
             runs.append(time.perf_counter() - start)
             x.fill_(1.0)
         medians.append(float(np.median(runs[1:])))

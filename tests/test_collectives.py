@@ -209,6 +209,26 @@ def test_fabric_table_matches_datasheets():
     assert C.fabric("NVLink5").beta_s_per_byte == pytest.approx(1 / 900e9)
 
 
+def test_scale_up_fabric_reads_the_hardware_table():
+    """Scale-up bandwidths come from llminfra_lab.hardware (datasheet values, both
+    directions); the per-direction figure must equal FABRICS' NVLink entries."""
+    from llminfra_lab.hardware import accelerator
+
+    assert C.scale_up_fabric("H100-SXM").bandwidth_Bps == C.fabric("NVLink4").bandwidth_Bps
+    assert C.scale_up_fabric("b200").bandwidth_Bps == C.fabric("NVLink5").bandwidth_Bps
+    assert C.scale_up_fabric("A100-SXM-80GB").bandwidth_Bps == C.fabric("NVLink3").bandwidth_Bps
+    for name in ("H800-SXM", "MI300X", "Ascend-910C"):
+        f = C.scale_up_fabric(name)
+        assert 2 * f.bandwidth_Bps == accelerator(name).scaleup_gbps * 1e9
+        assert f.source == accelerator(name).source
+    table = C.scale_up_table_markdown(("H100-SXM", "Ascend-910C"))
+    assert "| H100-SXM | 900 | 450 | 9.0 |" in table and "{cite:p}`nvidia2022h100`" in table
+    with pytest.raises(KeyError):
+        C.scale_up_fabric("TPU-v9")
+    with pytest.raises(ValueError, match="alpha_s"):
+        C.scale_up_fabric("H100-SXM", alpha_s=-1.0)
+
+
 @settings(max_examples=60, deadline=None)
 @given(numel=st.integers(0, 10_000), world=st.integers(1, 64))
 def test_chunk_sizes_match_tensor_split(numel, world):
@@ -230,6 +250,23 @@ def test_launch_propagates_a_failing_rank_with_its_traceback():
     text = str(info.value)
     assert "rank 0 of 2 failed" in text
     assert "Traceback" in text and "ValueError" in text
+
+
+def test_launch_retries_when_its_port_is_taken(monkeypatch):
+    """Another program can grab the free port between _free_port and rank 0's bind; launch
+    retries that start-up race (EADDRINUSE) with a fresh port instead of failing."""
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen()
+    real = C._free_port
+    ports = iter([busy.getsockname()[1]])
+    monkeypatch.setattr(C, "_free_port", lambda: next(ports, None) or real())
+    try:
+        assert C.launch(divmod, 2, timeout_s=60) == [(0, 0), (0, 1)]
+    finally:
+        busy.close()
+    assert C._port_clash("DistNetworkError: ... name: EADDRINUSE, message: address already in use")
+    assert not C._port_clash("ValueError: math domain error")
 
 
 def test_measure_collective_runs_and_fits():
