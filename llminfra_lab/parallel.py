@@ -573,23 +573,23 @@ def _interleaved_order(r, p, m, v):
 
 
 def _zb_h1_policy(p, m):
-    """Greedy zero-bubble schedule in the spirit of ZB-H1: a ready B first (it is on the
-    critical path), else the next F while fewer than p - r micro-batches are in flight
-    (1F1B's limit), else a waiting W to fill what would be a bubble. With F, B and W of
-    equal cost its bubble is ZB-H1's, (p-1)(F+B-2W) with B the full backward; W ops may
-    wait longer than in the handcrafted ZB-H1, holding their (small) weight-gradient inputs."""
+    """Greedy zero-bubble schedule in the spirit of ZB-H1. A ready B first (it is on the
+    critical path). At most p - 1 weight-gradient ops (W) may wait on a rank; below that,
+    the next F goes first while fewer than p - r micro-batches are in flight (1F1B's
+    limit), else a waiting W fills what would be a bubble. With F, B and W of equal cost
+    its bubble is ZB-H1's, (p-1)(F+B-2W) with B the full backward."""
 
     def pick(r, ready, state):
         bs = [o for o in ready if o[0] == "B"]
         if bs:
             return min(bs, key=lambda o: o[1])
+        ws = sorted((o for o in ready if o[0] == "W"), key=lambda o: o[1])
+        if len(ws) > p - 1:
+            return ws[0]
         fs = [o for o in ready if o[0] == "F"]
         if fs and state["inflight"][r] < p - r:
             return min(fs, key=lambda o: o[1])
-        ws = [o for o in ready if o[0] == "W"]
-        if ws:
-            return min(ws, key=lambda o: o[1])
-        return None
+        return ws[0] if ws else None
 
     return pick
 

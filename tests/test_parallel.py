@@ -119,6 +119,15 @@ def test_zero_bubble_h1_bubble(p, m):
     assert measured_bubble(s) == pytest.approx(idle / (m * (t_f + t_b)), abs=1e-9)
     one_f_one_b = par.pipeline_schedule("1f1b", p, m, t_f=t_f, t_b=t_b)
     assert measured_bubble(s) == pytest.approx(measured_bubble(one_f_one_b) / 3, abs=1e-9)
+    cheap_w = par.pipeline_schedule("zb-h1", p, m, t_f=1.0, t_b=2.0, t_w=0.5)   # W cheaper than B
+    check_schedule(cheap_w, split_w=True)
+    assert measured_bubble(cheap_w) == pytest.approx((p - 1) * (1 + 2 - 1) / (m * 3), abs=1e-9)
+    for sched in (s, cheap_w):               # deferred weight gradients stay bounded
+        for r in range(p):
+            mine = [o for o in sched.ops if o.rank == r]
+            waiting = max(sum(1 for b in mine if b.kind == "B" and b.end <= w.start)
+                          - sum(1 for x in mine if x.kind == "W" and x.start < w.start) for w in mine if w.kind == "W")
+            assert waiting <= p
 
 
 @pytest.mark.parametrize("p,m", [(4, 8), (4, 16), (8, 24)])
