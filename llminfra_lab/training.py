@@ -10,6 +10,7 @@ Read it top to bottom; each part is what a large-model training run does, at toy
     5. the shipped checkpoints: a BPE tokenizer and a "target" and a "draft" GPT trained on
        a mixture of synthetic arithmetic and stories; `python -m llminfra_lab.training
        --preset target` rebuilds one deterministically on a CPU
+    5b. deduplication: exact (SHA-256 of normalised text) and near-duplicate (MinHash + LSH)
     6. accounting: training FLOPs = 6 N D, and bytes per parameter of precision recipes
     7. scaling laws: fit L(N, D) = E + A/N^alpha + B/D^beta (Hoffmann et al. 2022) and
        derive the compute-optimal N and D in closed form under C = 6 N D
@@ -21,7 +22,7 @@ from __future__ import annotations
 import argparse
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
@@ -796,19 +797,20 @@ SWEEP_WIDTHS = (16, 32, 48, 64, 96)
 SWEEP_STEPS = (150, 300, 600, 1200)
 # The peak learning rate falls as 1/width, a common rule of thumb for Adam: wider layers
 # sum more terms, so each weight must move less. One rate for every width starves the
-# narrow models (width 16 at 3e-3 ends 300 steps at 2.28 nats instead of 1.21), and the
+# narrow models (width 16 at 3e-3 ends 300 steps at 2.28 nats, at 1.8e-2 at 1.13), and the
 # misfit then shows up as a failure of the scaling law.
 SWEEP_LR_TIMES_WIDTH = 0.288
 
 
 def sweep_run(d_model: int, steps: int, *, n_layer: int = 2, batch_size: int = 8, seq_len: int = 64,
-              seed: int = 0, data: dict | None = None) -> dict:
+              seed: int = 0, data: dict | None = None, max_lr: float | None = None) -> dict:
     """Train one tiny GPT of width d_model for `steps` steps on the checkpoints' mixture; return its record.
 
     The record: {"d_model", "n_layer", "steps", "n_params", "n_tokens", "val_loss", "flops"},
     n_params counting every weight (embeddings included, as Hoffmann et al. count them) and
     n_tokens = steps x batch_size x seq_len. `data` may pass a prepared
-    {"tokenizer", "train_ids", "val_ids"} to skip re-encoding the corpus.
+    {"tokenizer", "train_ids", "val_ids"} to skip re-encoding the corpus. `max_lr` overrides
+    the sweep's width-scaled peak learning rate SWEEP_LR_TIMES_WIDTH / d_model.
     """
     from .model import GPT, GPTConfig
 
@@ -823,7 +825,9 @@ def sweep_run(d_model: int, steps: int, *, n_layer: int = 2, batch_size: int = 8
     cfg = GPTConfig(vocab_size=tok.vocab_size, n_layer=n_layer, n_head=4, n_kv_head=2, d_model=d_model,
                     d_ff=8 * ((8 * d_model // 3 + 7) // 8), max_seq_len=max(seq_len, 64))
     model = GPT(cfg, seed=seed)
-    lr = SWEEP_LR_TIMES_WIDTH / d_model       # 3e-3 at width 96, 1.8e-2 at width 16
+    lr = SWEEP_LR_TIMES_WIDTH / d_model if max_lr is None else max_lr   # 3e-3 at width 96, 1.8e-2 at 16
+    if not lr > 0:
+        raise ValueError(f"max_lr must be > 0, got {max_lr!r}")
     tcfg = TrainConfig(steps=steps, batch_size=batch_size, seq_len=seq_len, max_lr=lr, min_lr=lr / 10,
                        warmup_steps=max(1, steps // 10), weight_decay=0.1, seed=seed)
     train(model, data["train_ids"], tcfg)
