@@ -163,6 +163,14 @@ def test_training_is_bit_for_bit_deterministic():
     assert all(torch.equal(p, q) for p, q in zip(runs[0][1], runs[1][1]))
 
 
+def test_preset_training_is_bit_for_bit_deterministic():
+    """The checkpoint recipe itself (corpus, tokenizer, model, loop), cut to 3 steps, twice."""
+    a_model, a_tok, a_hist, _ = T.train_preset("draft", steps=3)
+    b_model, b_tok, b_hist, _ = T.train_preset("draft", steps=3)
+    assert a_hist["loss"] == b_hist["loss"] and a_tok.merges == b_tok.merges
+    assert all(torch.equal(p, q) for p, q in zip(a_model.state_dict().values(), b_model.state_dict().values()))
+
+
 def test_training_lowers_the_loss_and_records_history():
     ids = torch.arange(40).repeat(60) % TINY.vocab_size          # a learnable cycle
     cfg = T.TrainConfig(steps=60, batch_size=8, seq_len=16, warmup_steps=5, eval_every=20)
