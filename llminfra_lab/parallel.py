@@ -17,7 +17,8 @@ Three ideas, each small enough to read in one sitting, and one planner that comb
    fraction and its peak number of in-flight micro-batches.
 
 `plan_layouts` enumerates (TP, PP, DP) layouts of a catalog model on a cluster and
-keeps those whose memory per GPU fits (model states under ZeRO-1 plus activations).
+keeps those whose memory per GPU fits (model states under ZeRO-1, from
+`zero.model_state_bytes`, plus activations).
 
 Everything distributed uses torch.distributed; `collectives.launch` runs the
 `*_worker` functions below on local CPU processes with the gloo backend.
@@ -33,6 +34,8 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
+
+from .zero import model_state_bytes
 
 __all__ = [
     # tensor parallelism
@@ -228,8 +231,8 @@ class TensorParallelAttention(nn.Module):
 
     Rank i owns n_head/N query heads and the n_kv_head/N key/value heads their group
     uses, so GQA's sharing stays inside one rank: wq, wk, wv are column-parallel by
-    heads, wo is row-parallel. Needs n_kv_head divisible by N (Megatron would replicate
-    K/V heads when N > n_kv_head; this sketch does not).
+    heads, wo is row-parallel. Needs n_kv_head divisible by N, as Megatron-Core does
+    (inference engines such as vLLM instead replicate K/V heads when N > n_kv_head).
     """
 
     def __init__(self, attn: nn.Module, rank: int, world_size: int):
@@ -786,36 +789,40 @@ def layout_memory_bytes(params: float, n_layers: int, d_model: int, *, tp: int, 
                         zero_stage: int = 1, recompute: str = "selective") -> dict[str, float]:
     """Per-GPU bytes of weights, grads, optimizer states and activations for one layout.
 
-    Mixed-precision Adam (Rajbhandari et al. 2020): 2 bytes of bf16 weights, 2 of
-    grads, 12 of fp32 master weights + momentum + variance per parameter. ZeRO stage 0
-    keeps all of it on every DP rank, stage 1 shards the 12, stage 2 also the grads,
-    stage 3 also the weights. Activations per layer per micro-batch follow Korthikanti
-    et al. 2022 with sequence parallelism (s = seq_len, b = micro_batch, h = d_model,
-    a = n_heads, t = tp): recompute "none" s*b*h*(34 + 5*a*s/h)/t bytes, "selective"
-    (attention core recomputed, as FlashAttention does) 34*s*b*h/t, "full" (only each
-    layer's input kept) 2*s*b*h/t. Under 1F1B the first stage holds min(pp, m)
-    micro-batches of its ceil(L / pp) layers.
+    Model states: each GPU holds params / (tp * pp) parameters, whose mixed-precision Adam
+    states (Rajbhandari et al. 2020: 2 bytes of bf16 weights, 2 of grads, 12 of fp32
+    master weights + momentum + variance per parameter) are sharded over the DP group
+    by the ZeRO stage: 0 keeps all of it on every DP rank, 1 shards the 12, 2 also the
+    grads, 3 also the weights. That is `zero.model_state_bytes`, which this calls.
+    Activations per layer per micro-batch follow Korthikanti et al. 2022 with sequence
+    parallelism (s = seq_len, b = micro_batch, h = d_model, a = n_heads, t = tp):
+    recompute "none" s*b*h*(34 + 5*a*s/h)/t bytes, "selective" (attention core
+    recomputed, as FlashAttention does) 34*s*b*h/t, the same as
+    `zero.activation_bytes_per_layer(..., sequence_parallel=True)`; "full" (only each
+    layer's input kept) 2*s*b*h/t, because with sequence parallelism that input is
+    itself split over the t ranks (the paper's Table 2 lists 2*s*b*h without that
+    split). Under 1F1B the first stage holds min(pp, m) micro-batches of its
+    ceil(L / pp) layers.
     """
     for label, value in (("tp", tp), ("pp", pp), ("dp", dp), ("seq_len", seq_len),
                          ("micro_batch", micro_batch), ("microbatches", microbatches),
                          ("n_layers", n_layers), ("d_model", d_model), ("n_heads", n_heads)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{label} must be a positive int, got {value!r}")
-    if not (isinstance(params, (int, float)) and params > 0):
+    if isinstance(params, bool) or not (isinstance(params, (int, float)) and params > 0):
         raise ValueError(f"params must be a number > 0, got {params!r}")
     if zero_stage not in (0, 1, 2, 3):
         raise ValueError(f"zero_stage must be 0, 1, 2 or 3, got {zero_stage!r}")
     if recompute not in RECOMPUTE:
         raise ValueError(f"recompute must be one of {RECOMPUTE}, got {recompute!r}")
-    local = params / (tp * pp)
-    weights = 2 * local / (dp if zero_stage >= 3 else 1)
-    grads = 2 * local / (dp if zero_stage >= 2 else 1)
-    optimizer = 12 * local / (dp if zero_stage >= 1 else 1)
+    # TP x PP cut the model into tp * pp pieces; ZeRO then shards each piece's states over DP.
+    states = model_state_bytes(params / (tp * pp), zero_stage, dp, k=12, param_bytes=2, grad_bytes=2)
     sbh = seq_len * micro_batch * d_model
     per_layer = {"none": sbh * (34 + 5 * n_heads * seq_len / d_model), "selective": 34 * sbh,
                  "full": 2 * sbh}[recompute] / tp
     activations = per_layer * math.ceil(n_layers / pp) * min(pp, microbatches)
-    return {"weights": weights, "grads": grads, "optimizer": optimizer, "activations": activations}
+    return {"weights": states["params"], "grads": states["grads"], "optimizer": states["optimizer"],
+            "activations": activations}
 
 
 def plan_layouts(model, gpu, n_gpus: int, *, gpus_per_node: int = 8, seq_len: int = 4096,

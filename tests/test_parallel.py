@@ -416,6 +416,27 @@ def test_activation_memory_follows_korthikanti():
     assert staged["activations"] == pytest.approx(sel / 8 * 8)  # 12 layers x 8 micro-batches = 96 layers
 
 
+def test_layout_memory_agrees_with_zero_module():
+    """parallel.layout_memory_bytes and chapter 7's zero module must not drift apart: its
+    model states equal zero.model_state_bytes of the params / (TP x PP) slice, and its
+    "none"/"selective" activations equal zero.activation_bytes_per_layer with sequence
+    parallelism (Korthikanti et al. 2022, Table 2) times layers and in-flight micro-batches."""
+    from llminfra_lab import zero
+
+    for stage, (tp, pp, dp) in itertools.product(range(4), [(1, 1, 64), (8, 4, 32), (2, 16, 8)]):
+        mem = par.layout_memory_bytes(70e9, 80, 8192, tp=tp, pp=pp, dp=dp, seq_len=4096, micro_batch=1,
+                                      microbatches=16, n_heads=64, zero_stage=stage)
+        ref = zero.model_state_bytes(70e9 / (tp * pp), stage, dp)
+        assert (mem["weights"], mem["grads"], mem["optimizer"]) == pytest.approx(
+            (ref["params"], ref["grads"], ref["optimizer"]))
+        for recompute in ("none", "selective"):
+            acts = par.layout_memory_bytes(70e9, 80, 8192, tp=tp, pp=pp, dp=dp, seq_len=4096, micro_batch=1,
+                                           microbatches=16, n_heads=64, recompute=recompute)["activations"]
+            per_layer = zero.activation_bytes_per_layer(4096, 1, 8192, 64, tensor_parallel=tp,
+                                                        sequence_parallel=True, recompute=recompute)
+            assert acts == pytest.approx(per_layer * math.ceil(80 / pp) * min(pp, 16))
+
+
 def test_planner_excludes_layouts_that_do_not_fit():
     """Brute force over every (TP, PP, DP) for Llama-3-70B on 1,024 H100s: the planner returns
     exactly the layouts whose memory fits in 90% of 80 GB, and TP stays inside a node."""
@@ -473,6 +494,8 @@ def test_planner_bad_input():
         par.plan_layouts("llama-3-8b", "H100-SXM", 8, recompute="some")
     with pytest.raises(ValueError, match="params"):
         par.layout_memory_bytes(0, 1, 1, tp=1, pp=1, dp=1, seq_len=1, micro_batch=1, microbatches=1)
+    with pytest.raises(ValueError, match="params"):
+        par.layout_memory_bytes(True, 1, 1, tp=1, pp=1, dp=1, seq_len=1, micro_batch=1, microbatches=1)
     with pytest.raises(ValueError, match="tp"):
         par.layout_memory_bytes(1e9, 1, 1, tp=0, pp=1, dp=1, seq_len=1, micro_batch=1, microbatches=1)
     with pytest.raises(ValueError, match="zero_stage"):
