@@ -11,7 +11,7 @@ Read top to bottom:
 3. The alpha-beta cost model: sending n bytes costs alpha + n * beta seconds. From it,
    `ring_all_reduce_time`, `tree_all_reduce_time` (NCCL's double binary tree) and
    `hierarchical_all_reduce_time` (inside the node, then across nodes), priced on
-   real `FABRICS` (NVLink, InfiniBand, RoCE).
+   `FABRICS` (NVLink, InfiniBand, RoCE): cited bandwidths, assumed latencies.
 4. nccl-tests' algorithm and bus bandwidth, and the bytes each rank moves.
 5. Measuring: `measure_collective` times a collective at several sizes on N local
    processes; `fit_alpha_beta` recovers alpha and beta by least squares.
@@ -43,8 +43,8 @@ __all__ = [
     # ring collectives from point-to-point messages
     "chunk_sizes", "ring_reduce_scatter", "ring_all_gather", "ring_all_reduce", "ring_vs_torch",
     # alpha-beta cost model
-    "Fabric", "FABRICS", "fabric", "scale_up_fabric", "scale_up_table_markdown", "ring_all_reduce_time", "ring_reduce_scatter_time",
-    "tree_all_reduce_time", "hierarchical_all_reduce_time", "all_reduce_time",
+    "Fabric", "FABRICS", "fabric", "fabric_table_markdown", "scale_up_fabric", "scale_up_table_markdown",
+    "ring_all_reduce_time", "ring_reduce_scatter_time", "tree_all_reduce_time", "hierarchical_all_reduce_time", "all_reduce_time",
     # nccl-tests bandwidths
     "BUSBW_FACTORS", "algorithm_bandwidth", "bus_bandwidth", "bytes_sent_per_rank",
     # measuring and fitting
@@ -359,12 +359,14 @@ def ring_vs_torch(rank: int, world_size: int, numel: int, seed: int = 0) -> dict
 
 @dataclass(frozen=True)
 class Fabric:
-    """One link class: per-GPU bandwidth in one direction and an assumed start-up latency.
+    """One link class: per-GPU bandwidth in one direction and an *assumed* start-up latency.
 
     `bandwidth_Bps` is bytes/s per GPU per direction (half a datasheet's bidirectional
-    figure); `alpha_s` is an assumed per-message latency (order of magnitude, not a
-    datasheet number: fit your own with `fit_alpha_beta`). `source` is the citation key
-    of the bandwidth.
+    figure, or a port's line rate / 8); `source` is the citation key of that bandwidth.
+    `alpha_s` is NOT a datasheet number: no vendor publishes a per-message latency for a
+    collective step, which depends on the software stack, the message protocol and the
+    number of switch hops. The values in `FABRICS` are order-of-magnitude assumptions,
+    stated as such in `alpha_basis`; fit your own with `fit_alpha_beta`.
     """
     name: str
     bandwidth_Bps: float
@@ -372,27 +374,36 @@ class Fabric:
     kind: str       # "scale-up" (inside a node or rack) or "scale-out" (the network)
     source: str
     notes: str = ""
+    alpha_basis: str = "assumed (order of magnitude, not measured or published)"
 
     @property
     def beta_s_per_byte(self) -> float:
         return 1.0 / self.bandwidth_Bps
 
 
+# Bandwidths are cited; every alpha is an assumption (see Fabric). NDR-IB and RoCE-400G
+# share a bandwidth on purpose: both are one 400 Gb/s port per GPU (Llama 3 trained on
+# both, at 400 Gb/s per GPU), so the line rate is identical. What differs in practice is
+# latency and behaviour under congestion (PFC pauses, ECN/DCQCN rate cuts), which this
+# model can only express as a larger assumed alpha for RoCE.
 FABRICS: dict[str, Fabric] = {f.name: f for f in (
     Fabric("NVLink3", 300e9, 2e-6, "scale-up", "nvidia2020a100",
-           "A100: 600 GB/s bidirectional per GPU"),
-    Fabric("NVLink4", 450e9, 2e-6, "scale-up", "nvidia2024nvlink",
+           "A100: 12 links, 600 GB/s bidirectional per GPU"),
+    Fabric("NVLink4", 450e9, 2e-6, "scale-up", "nvidia2022h100",
            "H100: 18 links, 900 GB/s bidirectional per GPU"),
     Fabric("NVLink5", 900e9, 2e-6, "scale-up", "nvidia2024nvlink",
            "B200/GB200: 18 links of 100 GB/s, 1.8 TB/s bidirectional per GPU"),
     Fabric("PCIe5", 64e9, 3e-6, "scale-up", "nvidia2024nvlink",
-           "PCIe Gen5 x16: about 128 GB/s bidirectional; NVLink 5 is 14x more"),
+           "PCIe Gen5 x16: 1.8 TB/s / 14 (NVIDIA: NVLink 5 is over 14x PCIe Gen5), "
+           "about 128 GB/s bidirectional, matching 32 GT/s x 16 lanes"),
     Fabric("NDR-IB", 50e9, 5e-6, "scale-out", "nvidia2021quantum2",
            "InfiniBand NDR, one 400 Gb/s port per GPU"),
     Fabric("XDR-IB", 100e9, 5e-6, "scale-out", "nvidia2024quantumx800",
            "InfiniBand XDR, one 800 Gb/s port per GPU"),
-    Fabric("RoCE-400G", 50e9, 8e-6, "scale-out", "zhu2015dcqcn",
-           "RoCEv2 over 400 GbE, one port per GPU; latency assumed higher than IB"),
+    Fabric("RoCE-400G", 50e9, 8e-6, "scale-out", "grattafiori2024llama3",
+           "RoCEv2 over 400 GbE, one port per GPU: the same 400 Gb/s line rate as NDR, so the "
+           "same bandwidth; only the assumed alpha is larger, standing in for Ethernet switch "
+           "latency and congestion control, which the alpha-beta model cannot represent"),
 )}
 
 
@@ -404,6 +415,21 @@ def fabric(name: str) -> Fabric:
         if key.lower() == name.lower():
             return value
     raise KeyError(f"unknown fabric {name!r}; known: {sorted(FABRICS)}")
+
+
+def fabric_table_markdown(names: Sequence[str] | None = None) -> str:
+    """A MyST table of `FABRICS`: cited bandwidth per direction, and the assumed alpha.
+
+    One row per fabric (all of them by default), with a {cite} for the bandwidth and the
+    latency marked as an assumption. KeyError for an unknown name.
+    """
+    chosen = [fabric(n) for n in (FABRICS if names is None else names)]
+    rows = ["| Fabric | Kind | Per direction (GB/s) | Bandwidth source | alpha (us), assumed |",
+            "|---|---|---|---|---|"]
+    for f in chosen:
+        rows.append(f"| {f.name} | {f.kind} | {f.bandwidth_Bps / 1e9:,.0f} | {{cite:p}}`{f.source}` | "
+                    f"{f.alpha_s * 1e6:g} |")
+    return "\n".join(rows)
 
 
 def scale_up_fabric(accelerator_name: str, alpha_s: float = 2e-6) -> Fabric:
@@ -775,10 +801,9 @@ def plot_fat_tree_scaling(radixes: Sequence[int] = tuple(range(8, 146, 2)),
 
     if ax is None:
         _, ax = plt.subplots(figsize=(7, 4.2))
-    ks = [k for k in radixes]
-    for levels, style in ((2, "-"), (3, "-")):
-        hosts = [fat_tree(k, levels).hosts for k in ks]
-        ax.semilogy(ks, hosts, style, label=f"{levels} levels: " + ("k^2/2" if levels == 2 else "k^3/4"))
+    ks = list(radixes)
+    for levels, formula in ((2, "k^2/2"), (3, "k^3/4")):
+        ax.semilogy(ks, [fat_tree(k, levels).hosts for k in ks], "-", label=f"{levels} levels: {formula}")
     for k in marks:
         for levels in (2, 3):
             h = fat_tree(k, levels).hosts

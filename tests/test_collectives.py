@@ -209,6 +209,32 @@ def test_fabric_table_matches_datasheets():
     assert C.fabric("NVLink5").beta_s_per_byte == pytest.approx(1 / 900e9)
 
 
+def test_fabric_table_cites_bandwidths_and_labels_latencies_as_assumed():
+    """Every bandwidth in FABRICS cites a key that exists in references.bib; every alpha is
+    labelled an assumption. RoCE-400G has NDR's bandwidth because both are one 400 Gb/s
+    port per GPU (Llama 3 paper: 400 Gbps per GPU on RoCE and on InfiniBand), but it is
+    its own row: its own source, a larger assumed alpha, and a note saying why."""
+    import pathlib
+    import re
+
+    bib = (pathlib.Path(__file__).resolve().parents[1] / "references.bib").read_text(encoding="utf-8")
+    keys = set(re.findall(r"^@\w+\{([^,]+),", bib, flags=re.M))
+    for f in C.FABRICS.values():
+        assert f.source in keys, f"{f.name} cites unknown key {f.source}"
+        assert f.alpha_basis.startswith("assumed")
+        assert 0 < f.alpha_s < 1e-4            # microseconds, not a measured number
+    roce, ndr = C.fabric("RoCE-400G"), C.fabric("NDR-IB")
+    assert roce.bandwidth_Bps * 8 == ndr.bandwidth_Bps * 8 == 400e9
+    assert roce.source == "grattafiori2024llama3" and roce.source != ndr.source
+    assert roce.alpha_s > ndr.alpha_s and "same 400 Gb/s line rate" in roce.notes
+    table = C.fabric_table_markdown(("NDR-IB", "RoCE-400G"))
+    assert "| NDR-IB | scale-out | 50 | {cite:p}`nvidia2021quantum2` | 5 |" in table
+    assert "assumed" in table.splitlines()[0] and len(table.splitlines()) == 4
+    assert len(C.fabric_table_markdown().splitlines()) == 2 + len(C.FABRICS)
+    with pytest.raises(KeyError, match="known"):
+        C.fabric_table_markdown(["Myrinet"])
+
+
 def test_scale_up_fabric_reads_the_hardware_table():
     """Scale-up bandwidths come from llminfra_lab.hardware (datasheet values, both
     directions); the per-direction figure must equal FABRICS' NVLink entries."""
