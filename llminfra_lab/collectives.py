@@ -23,6 +23,7 @@ name says otherwise.
 """
 from __future__ import annotations
 
+import io
 import math
 import os
 import queue
@@ -67,8 +68,10 @@ def launch(fn: Callable[..., Any], world_size: int, *args: Any, backend: str = "
     Each process joins one `torch.distributed` group (``backend`` "gloo" on CPU, "nccl"
     across GPUs) before `fn` runs, and leaves it afterwards. `fn` must be importable
     (defined at module level, not in a notebook cell), because processes are spawned.
-    Returns the ranks' return values in rank order; raises RuntimeError with the failing
-    rank's traceback if any rank fails, or if the group does not finish in `timeout_s`.
+    Returns the ranks' return values in rank order (tensors included: they are copied
+    out through `torch.save`, not left in shared memory that dies with the process);
+    raises RuntimeError with the failing rank's traceback if any rank fails, or if the
+    group does not finish in `timeout_s`.
     """
     if not callable(fn):
         raise ValueError(f"fn must be callable, got {type(fn).__name__}")
@@ -119,7 +122,7 @@ def _launch_once(fn, world_size, args, kwargs, backend, timeout_s, threads_per_r
                 continue
             if not ok:
                 raise RuntimeError(f"rank {rank} of {world_size} failed:\n{value}")
-            outcome[rank] = value
+            outcome[rank] = _unpack(value)
     except BaseException:  # a failure, a timeout or Ctrl-C: take the whole group down
         for p in procs:
             p.kill()
@@ -142,7 +145,7 @@ def _raise_if_died(procs, outcome: dict, results, world_size: int) -> None:
                                    "script guarded by `if __name__ == '__main__':`?)") from None
             if not ok:
                 raise RuntimeError(f"rank {r} of {world_size} failed:\n{value}")
-            outcome[r] = value
+            outcome[r] = _unpack(value)
 
 
 def _run_rank(fn, rank, world_size, port, backend, timeout_s, threads, args, kwargs, results) -> None:
@@ -152,12 +155,23 @@ def _run_rank(fn, rank, world_size, port, backend, timeout_s, threads, args, kwa
         dist.init_process_group(backend, rank=rank, world_size=world_size,
                                 timeout=timedelta(seconds=timeout_s))
         value = fn(rank, world_size, *args, **kwargs)
-        results.put((rank, True, value))
+        results.put((rank, True, _pack(value)))
     except BaseException:  # report any failure to the parent instead of hanging it
         results.put((rank, False, traceback.format_exc()))
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()
+
+
+def _pack(value: Any) -> bytes:
+    buffer = io.BytesIO()
+    torch.save(value, buffer)
+    return buffer.getvalue()
+
+
+def _unpack(data: bytes) -> Any:
+    # The bytes come from our own child process, so any picklable result is accepted.
+    return torch.load(io.BytesIO(data), weights_only=False)
 
 
 def _free_port() -> int:

@@ -278,6 +278,13 @@ def test_launch_propagates_a_failing_rank_with_its_traceback():
     assert "Traceback" in text and "ValueError" in text
 
 
+def test_launch_returns_tensors_that_outlive_the_ranks():
+    """A rank's tensor comes back intact after its process has exited (not as a handle to
+    shared memory that died with it)."""
+    out = C.launch(torch.arange, 2, timeout_s=60)   # fn(rank, world_size) = arange(rank, 2)
+    assert [t.tolist() for t in out] == [[0, 1], [1]]
+
+
 def test_launch_retries_when_its_port_is_taken(monkeypatch):
     """Another program can grab the free port between _free_port and rank 0's bind; launch
     retries that start-up race (EADDRINUSE) with a fresh port instead of failing."""
