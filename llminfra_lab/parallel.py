@@ -12,9 +12,9 @@ Three ideas, each small enough to read in one sitting, and one planner that comb
 2. Data parallelism. Every rank holds the whole model, takes a slice of the batch and
    averages gradients with an all-reduce (`allreduce_gradients`, optionally bucketed).
 3. Pipeline parallelism. Layers are cut into stages; micro-batches flow through them.
-   `pipeline_schedule` simulates GPipe, 1F1B, interleaved 1F1B and a zero-bubble
-   (ZB-H1) schedule from per-op costs and returns every rank's timeline, its bubble
-   fraction and its peak number of in-flight micro-batches.
+   `pipeline_schedule` simulates GPipe, 1F1B, interleaved 1F1B, a zero-bubble (ZB-H1)
+   schedule and DeepSeek-V3's bidirectional DualPipe from per-op costs and returns every
+   rank's timeline, its bubble fraction and its peak number of in-flight micro-batches.
 
 `plan_layouts` enumerates (TP, PP, DP) layouts of a catalog model on a cluster and
 keeps those whose memory per GPU fits (model states under ZeRO-1, from
@@ -445,7 +445,12 @@ class PipelineOp:
 
     kind: "F" forward, "B" backward (input gradient; the whole backward unless the
     schedule splits off "W"), "W" weight gradient. stage: virtual stage 0..p*v-1
-    (rank = stage % p). start/end in the unit of the op costs.
+    (rank = stage % p), except for "dualpipe", whose micro-batches 0..m/2-1 run stage s
+    on rank s and micro-batches m/2..m-1 run it on rank p-1-s. start/end in the unit of
+    the op costs. overlapped: the op belongs to a DualPipe "F&B" unit (a forward of one
+    direction and a whole backward B + W of the other, run as one unit of cost t_fb; the
+    three ops are recorded back to back inside it and their results count as ready at
+    the unit's end).
     """
     kind: str
     microbatch: int
@@ -453,6 +458,7 @@ class PipelineOp:
     rank: int
     start: float
     end: float
+    overlapped: bool = False
 
 
 @dataclass
@@ -463,7 +469,11 @@ class PipelineSchedule:
     total compute time: Narayanan et al.'s "bubble time / ideal time".
     peak_inflight[r]: the most micro-batches whose activations rank r held at once (a
     micro-batch counts from its forward's start until its backward "B" ends; with
-    interleaving, each chunk counts 1/v).
+    interleaving, each chunk counts 1/v; with DualPipe each of a rank's two stages counts
+    1, as in the DualPipe README's "activation per device").
+    params_per_rank[r]: the model parameters rank r holds, counted from the ops as the
+    number of distinct stages it runs divided by v, in units of one 1F1B stage (L/p
+    layers): 1 for every schedule except DualPipe, 2.
     """
     name: str
     p: int
@@ -475,6 +485,7 @@ class PipelineSchedule:
     busy: list[float] = field(default_factory=list)
     bubble_fraction: float = 0.0
     peak_inflight: list[float] = field(default_factory=list)
+    params_per_rank: list[float] = field(default_factory=list)
 
     def rank_ops(self, rank: int) -> list[PipelineOp]:
         """Rank `rank`'s ops in time order."""
@@ -483,11 +494,12 @@ class PipelineSchedule:
         return sorted((o for o in self.ops if o.rank == rank), key=lambda o: o.start)
 
 
-SCHEDULES = ("gpipe", "1f1b", "interleaved", "zb-h1")
+SCHEDULES = ("gpipe", "1f1b", "interleaved", "zb-h1", "dualpipe")
 
 
 def pipeline_schedule(name: str, p: int, m: int, v: int = 1, *, t_f: float = 1.0, t_b: float = 2.0,
-                      t_w: float | None = None, t_comm: float = 0.0) -> PipelineSchedule:
+                      t_w: float | None = None, t_comm: float = 0.0,
+                      t_fb: float | None = None) -> PipelineSchedule:
     """Simulate pipeline schedule `name` on p stages (ranks) with m micro-batches.
 
     name: "gpipe" (all forwards, then all backwards; Huang et al. 2019), "1f1b"
@@ -495,11 +507,25 @@ def pipeline_schedule(name: str, p: int, m: int, v: int = 1, *, t_f: float = 1.0
     al. 2021), "interleaved" (1F1B over v model chunks per rank; needs m % p == 0),
     "zb-h1" (zero-bubble ZB-H1, Qi et al. 2024: backward split into B (input grad) and W
     (weight grad); W ops are deferred into what would be bubbles, with 1F1B's limit on
-    in-flight micro-batches; see `_zb_h1_policy`).
+    in-flight micro-batches; see `_zb_h1_policy`), "dualpipe" (DeepSeek-V3's
+    bidirectional schedule; see `_dualpipe_order`): m/2 micro-batches enter at rank 0 and
+    m/2 at rank p-1, each rank holds stage r for the first direction and stage p-1-r for
+    the second (twice the parameters), the backward is split into B and W, and a forward
+    of one direction is paired with a whole backward of the other. Needs p even, m even
+    and m >= 2p, as DeepSeek's implementation asserts; m counts both directions. Against
+    the DualPipe README's bubble (PP/2-1)(F&B+B-3W): with t_f = t_b - t_w = t_w the idle time of
+    the rank that waits most equals it for any t_fb (every rank's, when t_fb = t_f + t_b);
+    with other costs this simulation differs from the formula in both directions (p=8,
+    t_f=1, t_b=2, t_w=0.5: 9 against 10.5; t_f=1, t_b=1, t_w=0.5, t_fb=2: 6 against 4.5).
+    Peak in-flight is PP+1 and parameters 2x on every rank, as the README's table says.
+    Not modelled: the all-to-all that F&B hides, and the reference's blocking batched sends.
     Costs are per micro-batch for a rank's whole share of layers: t_f forward, t_b the
     full backward. t_w is the part of t_b that is the weight gradient (default t_b/2);
-    only zb-h1 splits it off (B then costs t_b - t_w). With interleaving each chunk op
-    costs 1/v of that. t_comm delays each stage-to-stage hand-off.
+    zb-h1 and dualpipe split it off (B then costs t_b - t_w). With interleaving each chunk
+    op costs 1/v of that. t_comm delays each stage-to-stage hand-off. t_fb (dualpipe
+    only) is the cost of one overlapped "F&B" unit, between max(t_f, t_b) and t_f + t_b;
+    the default t_f + t_b means overlap saves no compute time: this simulator has no
+    all-to-all to hide, so any gain has to be given through t_fb.
     """
     key = name.lower() if isinstance(name, str) else name
     if key not in SCHEDULES:
@@ -522,11 +548,22 @@ def pipeline_schedule(name: str, p: int, m: int, v: int = 1, *, t_f: float = 1.0
         raise ValueError(f"interleaved 1F1B needs v >= 2 model chunks per rank (v=1 is plain '1f1b'), got v={v}")
     if key == "interleaved" and m % p:
         raise ValueError(f"interleaved 1F1B needs m divisible by p (Megatron's rule); got m={m}, p={p}")
+    if key == "dualpipe" and (p % 2 or m % 2 or m < 2 * p):
+        raise ValueError(f"dualpipe needs an even p, an even m (both directions) and m >= 2p; got p={p}, m={m}")
+    if t_fb is not None and key != "dualpipe":
+        raise ValueError(f"t_fb (cost of an overlapped F&B unit) applies to 'dualpipe' only; got it for {name!r}")
+    if t_fb is None:
+        t_fb = t_f + t_b
+    if not (isinstance(t_fb, (int, float)) and max(t_f, t_b) <= t_fb <= t_f + t_b):
+        raise ValueError(f"t_fb must be a number in [max(t_f, t_b), t_f + t_b] = [{max(t_f, t_b)}, {t_f + t_b}], "
+                         f"got {t_fb!r}")
 
-    split = key == "zb-h1"
-    cost = {"F": t_f / v, "B": (t_b - t_w if split else t_b) / v, "W": t_w / v}
+    split = key in ("zb-h1", "dualpipe")
+    cost = {"F": t_f / v, "B": (t_b - t_w if split else t_b) / v, "W": t_w / v, "F&B": t_fb}
     if key == "zb-h1":
         ops = _simulate(p, 1, m, cost, t_comm, policy=_zb_h1_policy(p, m))
+    elif key == "dualpipe":
+        ops = _simulate_units(p, cost, t_comm, [_dualpipe_order(r, p, m) for r in range(p)])
     else:
         orders = {"gpipe": _gpipe_order, "1f1b": _one_f_one_b_order, "interleaved": _interleaved_order}[key]
         ops = _simulate(p, v, m, cost, t_comm, orders=[orders(r, p, m, v) for r in range(p)])
@@ -534,8 +571,12 @@ def pipeline_schedule(name: str, p: int, m: int, v: int = 1, *, t_f: float = 1.0
     busy = [sum(o.end - o.start for o in ops if o.rank == r) for r in range(p)]
     bubble = sum((makespan - b) / b for b in busy) / p
     peak = [_peak_inflight([o for o in ops if o.rank == r], v) for r in range(p)]
-    return PipelineSchedule(name=key, p=p, m=m, v=v, costs=dict(t_f=t_f, t_b=t_b, t_w=t_w, t_comm=t_comm),
-                            ops=ops, makespan=makespan, busy=busy, bubble_fraction=bubble, peak_inflight=peak)
+    params = [len({o.stage for o in ops if o.rank == r}) / v for r in range(p)]
+    costs = dict(t_f=t_f, t_b=t_b, t_w=t_w, t_comm=t_comm)
+    if key == "dualpipe":
+        costs["t_fb"] = t_fb
+    return PipelineSchedule(name=key, p=p, m=m, v=v, costs=costs, ops=ops, makespan=makespan, busy=busy,
+                            bubble_fraction=bubble, peak_inflight=peak, params_per_rank=params)
 
 
 # --- per-rank orders (each a list of (kind, microbatch, stage))
@@ -595,6 +636,131 @@ def _zb_h1_policy(p, m):
         return ws[0] if ws else None
 
     return pick
+
+
+def _dualpipe_order(r, p, m):
+    """Rank r's work in DualPipe order, as a list of units (tuples of (kind, microbatch, stage)).
+
+    Transcribes the eight steps of DeepSeek's reference schedule (deepseek-ai/DualPipe,
+    `DualPipe.step`). Phase 0 is the direction in which rank r sits in the first half of
+    the pipeline, phase 1 the other; h = min(r, p-1-r), H = p/2, n = m/2 per direction:
+    1. 2(H-h-1) forwards of phase 0;            2. h+1 pairs F0, F1;
+    3. H-h-1 times B1 (W deferred), W, F1;      4. n-p+h+1 times F0&B1, F1&B0 (overlapped);
+    5. H-h-1 times B1, F1&B0;                   6. h+1 times B1, B0 (W deferred in the second half);
+    7. H-h-1 times W, B0 (W deferred);          8. h+1 deferred W.
+    A unit of one op costs that op; an overlapped unit (F, B, W) costs t_fb, because the
+    reference's overlapped backward is a whole one. A backward whose W is not deferred
+    runs B then W at once. Deferred W ops run oldest first. On the two middle ranks the
+    first step-4 pair is not overlapped, as in the reference ("to further reduce bubble").
+    """
+    half, n, h = p // 2, m // 2, min(r, p - 1 - r)
+    second, middle = r >= half, h == half - 1
+    taken = {"F": [0, 0], "B": [0, 0]}
+    deferred: list[tuple] = []
+    order: list[tuple] = []
+
+    def take(kind, phase):
+        d = phase ^ second                         # direction 0 enters at rank 0, 1 at rank p-1
+        k = taken[kind][phase]
+        taken[kind][phase] += 1
+        return (kind, d * n + k, r if d == 0 else p - 1 - r)
+
+    def forward(phase):
+        order.append((take("F", phase),))
+
+    def backward(phase, defer_w=False):
+        b = take("B", phase)
+        order.append((b,))
+        (deferred.append if defer_w else lambda w: order.append((w,)))(("W",) + b[1:])
+
+    def weight():
+        order.append((deferred.pop(0),))
+
+    def overlapped(f_phase, b_phase):
+        f, b = take("F", f_phase), take("B", b_phase)
+        order.append((f, b, ("W",) + b[1:]))
+
+    for _ in range(2 * (half - h - 1)):                  # 1
+        forward(0)
+    for _ in range(h + 1):                               # 2
+        forward(0)
+        forward(1)
+    for _ in range(half - h - 1):                        # 3
+        backward(1, defer_w=True)
+        weight()
+        forward(1)
+    for i in range(n - p + h + 1):                       # 4
+        if i == 0 and middle:
+            forward(0)
+            backward(1)
+        else:
+            overlapped(0, 1)
+        overlapped(1, 0)
+    for _ in range(half - h - 1):                        # 5
+        backward(1)
+        overlapped(1, 0)
+    defer = False
+    for i in range(h + 1):                               # 6
+        if i == (h + 1) // 2 and h % 2 == 1:
+            defer = True
+        backward(1, defer)
+        if i == (h + 1) // 2 and h % 2 == 0:
+            defer = True
+        backward(0, defer)
+    for _ in range(half - h - 1):                        # 7
+        weight()
+        backward(0, defer_w=True)
+    for _ in range(h + 1):                               # 8
+        weight()
+    return order
+
+
+def _simulate_units(p, cost, t_comm, orders) -> list[PipelineOp]:
+    """Run each rank's units strictly in order: a unit starts when its rank is free and
+    every dependency outside the unit has finished (plus t_comm across a hand-off). A
+    unit of three ops (F, B, W) is an overlapped F&B of cost cost["F&B"]: its ops are
+    recorded back to back in proportion to their own costs, and all three results are
+    ready only when the unit ends (the reference sends both after the pair)."""
+    end: dict[tuple, float] = {}
+    free = [0.0] * p
+    nxt = [0] * p
+    ops: list[PipelineOp] = []
+
+    def ready_at(unit, r):
+        times = [free[r]]
+        for op in unit:
+            for dep, handoff in _deps(*op, p):
+                if dep in unit:
+                    continue
+                if dep not in end:
+                    return None
+                times.append(end[dep] + (t_comm if handoff else 0.0))
+        return max(times)
+
+    progress = True
+    while progress:
+        progress = False
+        for r in range(p):
+            while nxt[r] < len(orders[r]) and (start := ready_at(orders[r][nxt[r]], r)) is not None:
+                unit = orders[r][nxt[r]]
+                nxt[r] += 1
+                progress = True
+                if len(unit) == 1:
+                    finish = start + cost[unit[0][0]]
+                    ops.append(PipelineOp(*unit[0], r, start, finish))
+                    end[unit[0]] = free[r] = finish
+                    continue
+                finish = start + cost["F&B"]
+                scale = cost["F&B"] / sum(cost[op[0]] for op in unit)
+                t = start
+                for op in unit:
+                    ops.append(PipelineOp(*op, r, t, t + cost[op[0]] * scale, overlapped=True))
+                    t += cost[op[0]] * scale
+                    end[op] = finish
+                free[r] = finish
+    if any(nxt[r] < len(orders[r]) for r in range(p)):
+        raise RuntimeError("pipeline schedule deadlocked: the per-rank orders are inconsistent")
+    return sorted(ops, key=lambda o: (o.rank, o.start))
 
 
 def _deps(kind, mb, stage, n_stages):
@@ -695,43 +861,63 @@ def plot_schedule(schedule: PipelineSchedule, ax=None):
     """Draw one schedule as a timeline: a row per rank, a box per op labelled with its micro-batch.
 
     Forward boxes are blue, backward (B) orange, weight-gradient (W) green; a darker
-    shade marks later model chunks when interleaved. Returns the matplotlib Axes.
+    shade marks later model chunks when interleaved, and DualPipe's second direction
+    (micro-batches entering at the last rank, numbered from 1 again). A black border
+    encloses each overlapped F&B unit of DualPipe. Returns the matplotlib Axes.
     """
     import matplotlib.pyplot as plt
     from matplotlib import colors as mcolors
+    from matplotlib.patches import Rectangle
 
     if not isinstance(schedule, PipelineSchedule):
         raise ValueError(f"schedule must be a PipelineSchedule, got {type(schedule).__name__}")
     if ax is None:
         _, ax = plt.subplots(figsize=(10, 0.45 * schedule.p + 1))
     base = {"F": "#4C72B0", "B": "#DD8452", "W": "#55A868"}
+    dual = schedule.name == "dualpipe"
     for o in schedule.ops:
-        chunk = o.stage // schedule.p
-        shade = 1.0 - 0.35 * chunk / max(schedule.v - 1, 1) if schedule.v > 1 else 1.0
+        if dual:
+            shade, label = (0.65 if o.microbatch >= schedule.m // 2 else 1.0), o.microbatch % (schedule.m // 2) + 1
+        else:
+            chunk = o.stage // schedule.p
+            shade = 1.0 - 0.35 * chunk / max(schedule.v - 1, 1) if schedule.v > 1 else 1.0
+            label = o.microbatch + 1
         rgb = [c * shade for c in mcolors.to_rgb(base[o.kind])]
         ax.barh(o.rank, o.end - o.start, left=o.start, height=0.8, color=rgb, edgecolor="white", linewidth=0.5)
         if (o.end - o.start) >= 0.45 * max(schedule.costs["t_f"] / schedule.v, 0.3):
-            ax.text((o.start + o.end) / 2, o.rank, str(o.microbatch + 1), ha="center", va="center",
-                    fontsize=6, color="white")
+            ax.text((o.start + o.end) / 2, o.rank, str(label), ha="center", va="center", fontsize=6, color="white")
+    for o in schedule.ops:
+        if o.overlapped and o.kind == "F":           # the unit is this F and the B, W recorded right after it
+            w = next(x for x in schedule.ops if x.overlapped and x.kind == "W" and x.rank == o.rank
+                     and x.start >= o.start and x.microbatch // (schedule.m // 2) != o.microbatch // (schedule.m // 2))
+            ax.add_patch(Rectangle((o.start, o.rank - 0.4), w.end - o.start, 0.8, fill=False,
+                                   edgecolor="black", linewidth=0.8))
     ax.set_yticks(range(schedule.p))
     ax.set_yticklabels([f"rank {r}" for r in range(schedule.p)])
     ax.invert_yaxis()
     ax.set_xlim(0, schedule.makespan)
     ax.set_xlabel("time (units of the op costs)")
     label = {"gpipe": "GPipe", "1f1b": "1F1B", "interleaved": f"interleaved 1F1B (v={schedule.v})",
-             "zb-h1": "zero-bubble ZB-H1"}[schedule.name]
+             "zb-h1": "zero-bubble ZB-H1", "dualpipe": "DualPipe (m/2 from each end)"}[schedule.name]
     ax.set_title(f"{label}: p={schedule.p}, m={schedule.m}, bubble {schedule.bubble_fraction:.1%}, "
                  f"peak in-flight {max(schedule.peak_inflight):g} micro-batches", fontsize=9)
     return ax
 
 
-def plot_schedules(p: int = 4, m: int = 8, v: int = 2, **costs):
-    """The four schedules one above the other on a shared time axis; returns the Figure."""
+def plot_schedules(p: int = 4, m: int = 8, v: int = 2, names: Sequence[str] = SCHEDULES[:4], **costs):
+    """Schedules `names` (default: all but DualPipe) one above the other on a shared time
+    axis; returns the Figure. v is used by "interleaved", t_fb (in costs) by "dualpipe"."""
     import matplotlib.pyplot as plt
 
-    scheds = [pipeline_schedule("gpipe", p, m, **costs), pipeline_schedule("1f1b", p, m, **costs),
-              pipeline_schedule("interleaved", p, m, v, **costs), pipeline_schedule("zb-h1", p, m, **costs)]
-    fig, axes = plt.subplots(4, 1, figsize=(10, 4 * (0.45 * p + 0.9)), sharex=True)
+    if isinstance(names, str) or not names:
+        raise ValueError(f"names must be a non-empty sequence of schedule names, got {names!r}")
+    t_fb = costs.pop("t_fb", None)
+    keys = [n.lower() if isinstance(n, str) else n for n in names]
+    scheds = [pipeline_schedule(k, p, m, v if k == "interleaved" else 1, **costs,
+                                **({"t_fb": t_fb} if k == "dualpipe" else {})) for k in keys]
+    fig, axes = plt.subplots(len(scheds), 1, figsize=(10, len(scheds) * (0.45 * p + 0.9)), sharex=True,
+                             squeeze=False)
+    axes = axes[:, 0]
     for s, ax in zip(scheds, axes):
         plot_schedule(s, ax)
         ax.set_xlim(0, max(x.makespan for x in scheds))

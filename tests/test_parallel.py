@@ -1,8 +1,8 @@
 """Tests for llminfra_lab.parallel.
 
 Pipeline schedules are checked against a brute-force validator and against the bubble
-formulas of Narayanan et al. 2021 and Qi et al. 2024, measured from the simulated
-timelines. Tensor-parallel layers are checked against the unsharded model (in one
+formulas of Narayanan et al. 2021, Qi et al. 2024 and the DualPipe README (DeepSeek-AI
+2025), measured from the simulated timelines. Tensor-parallel layers are checked against the unsharded model (in one
 process by summing the ranks' partial outputs, and on 2 real processes with gloo).
 The data-parallel step is checked against a plainly written one-process step on the
 whole batch. The planner is checked against the ZeRO paper's memory figures and a
@@ -35,6 +35,14 @@ TINY = dict(vocab_size=64, n_layer=2, n_head=4, n_kv_head=2, d_model=32, d_ff=88
 
 # ----------------------------------------------------------------------------- brute force
 
+def expected_rank(s: par.PipelineSchedule, microbatch: int, stage: int) -> int:
+    """Where (microbatch, stage) must run: stage % p, except DualPipe's second half of the
+    micro-batches, which enter at the last rank (stage s on rank p-1-s)."""
+    if s.name == "dualpipe" and microbatch >= s.m // 2:
+        return s.p - 1 - stage
+    return stage % s.p
+
+
 def check_schedule(s: par.PipelineSchedule, split_w: bool) -> None:
     """Brute-force validator: each op exactly once, on the right rank, no overlap on a
     rank, and every data dependency met (with the hand-off delay)."""
@@ -47,7 +55,7 @@ def check_schedule(s: par.PipelineSchedule, split_w: bool) -> None:
     c = s.costs["t_comm"]
     eps = 1e-9
     for (kind, i, stage), o in ops.items():
-        assert o.rank == stage % p
+        assert o.rank == expected_rank(s, i, stage)
         assert o.end > o.start >= 0
         if kind == "F" and stage > 0:
             assert o.start >= ops[("F", i, stage - 1)].end + c - eps
@@ -143,6 +151,69 @@ def test_peak_inflight_1f1b_vs_gpipe(p, m):
     assert zb.peak_inflight == [measured_peak(zb, r) for r in range(p)]
 
 
+@pytest.mark.parametrize("p,m", [(2, 4), (4, 8), (4, 12), (8, 16), (8, 20), (8, 40), (16, 32)])
+@pytest.mark.parametrize("t_fb", [3.0, 2.5, 2.0])
+def test_dualpipe_matches_readme_when_f_b_w_are_equal(p, m, t_fb):
+    """DualPipe README / DeepSeek-V3 report Table 2: bubble (PP/2-1)(F&B+B-3W), 2x
+    parameters, PP+1 activations per device. With F = B_input = W = 1 (B = 2 the full
+    backward) the simulated idle time of the busiest-waiting rank is exactly the formula,
+    for any cost of the overlapped F&B unit; with F&B = F+B every rank idles that long."""
+    s = par.pipeline_schedule("dualpipe", p, m, t_f=1.0, t_b=2.0, t_w=1.0, t_fb=t_fb)
+    check_schedule(s, split_w=True)
+    assert s.bubble_fraction == pytest.approx(measured_bubble(s), abs=1e-12)
+    makespan = max(o.end for o in s.ops)
+    idle = [makespan - sum(o.end - o.start for o in s.ops if o.rank == r) for r in range(p)]
+    assert max(idle) == pytest.approx((p / 2 - 1) * (t_fb + 2.0 - 3 * 1.0), abs=1e-9)
+    if t_fb == 3.0:
+        assert idle == pytest.approx([(p / 2 - 1) * 2.0] * p, abs=1e-9)
+    # activations: PP + 1 (micro-batch, stage) pairs at the peak, on every rank
+    assert [measured_peak(s, r) for r in range(p)] == [p + 1] * p == s.peak_inflight
+    # parameters: every rank runs exactly two stages, r and p-1-r (2x a 1F1B rank's share)
+    for r in range(p):
+        assert {o.stage for o in s.ops if o.rank == r} == {r, p - 1 - r}
+    assert s.params_per_rank == [2.0] * p
+    assert par.pipeline_schedule("1f1b", p, m).params_per_rank == [1.0] * p
+    assert par.pipeline_schedule("interleaved", p, 2 * p, 2).params_per_rank == [1.0] * p
+    # below 1F1B and ZB-H1 (ZB1P) for the same p and the same total number of micro-batches
+    assert s.bubble_fraction < par.pipeline_schedule("1f1b", p, m, t_f=1.0, t_b=2.0).bubble_fraction
+    assert s.bubble_fraction <= par.pipeline_schedule("zb-h1", p, m, t_f=1.0, t_b=2.0, t_w=1.0).bubble_fraction
+
+
+def test_dualpipe_bubble_and_memory_do_not_grow_with_m():
+    """DeepSeek-V3 report, Sec. 3.2.1: "neither the bubbles nor activation memory will
+    increase as the number of micro-batches grows" (idle time and peak are flat in m).
+    Holds with free hand-offs (t_comm = 0); an exposed t_comm > 0 makes the idle time grow
+    with m here, as it does for this simulator's 1F1B."""
+    for costs in (dict(t_f=1.0, t_b=2.0, t_w=1.0), dict(t_f=1.0, t_b=2.0, t_w=0.5, t_fb=2.5),
+                  dict(t_f=1.0, t_b=1.0, t_w=0.5, t_fb=1.5)):
+        idles, peaks = set(), set()
+        for m in (16, 18, 24, 40):
+            s = par.pipeline_schedule("dualpipe", 8, m, **costs)
+            check_schedule(s, split_w=True)
+            idles.add(tuple(round(s.makespan - b, 9) for b in s.busy))
+            peaks.add(tuple(s.peak_inflight))
+        assert len(idles) == 1 and peaks == {(9.0,) * 8}
+
+
+def test_dualpipe_two_directions_and_overlapped_units():
+    """The structure DeepSeek describes: half the micro-batches enter at rank 0 and half at
+    rank p-1, and in the steady state a forward of one direction runs as one F&B unit
+    with a whole backward (B and W) of the other."""
+    p, m = 4, 12
+    s = par.pipeline_schedule("dualpipe", p, m, t_fb=2.5)
+    firsts = {o.microbatch: o.rank for o in s.ops if o.kind == "F" and o.stage == 0}
+    assert firsts == {i: 0 if i < m // 2 else p - 1 for i in range(m)}
+    for r in range(p):
+        mine = s.rank_ops(r)
+        units = [mine[k:k + 3] for k in range(len(mine) - 2) if mine[k].overlapped and mine[k].kind == "F"]
+        assert units, "no overlapped F&B unit"
+        for f, b, w in units:
+            assert (b.kind, w.kind) == ("B", "W") and b.overlapped and w.overlapped
+            assert (f.microbatch < m // 2) != (b.microbatch < m // 2)          # opposite directions
+            assert (w.microbatch, w.stage) == (b.microbatch, b.stage)
+            assert w.end - f.start == pytest.approx(2.5)                       # one unit of cost t_fb
+
+
 @settings(max_examples=40, deadline=None)
 @given(p=st.integers(1, 6), groups=st.integers(1, 4), v=st.integers(2, 3),
        t_f=st.sampled_from([0.5, 1.0, 1.5]), t_b=st.sampled_from([1.0, 2.0, 3.0]),
@@ -153,10 +224,15 @@ def test_every_schedule_respects_dependencies(p, groups, v, t_f, t_b, t_comm):
     m = p * groups
     for name in par.SCHEDULES:
         vv = v if name == "interleaved" else 1
-        s = par.pipeline_schedule(name, p, m, vv, t_f=t_f, t_b=t_b, t_comm=t_comm)
-        check_schedule(s, split_w=name == "zb-h1")
+        pp, mm = (p + p % 2, 2 * (p + p % 2) * groups) if name == "dualpipe" else (p, m)   # even p, m >= 2p
+        s = par.pipeline_schedule(name, pp, mm, vv, t_f=t_f, t_b=t_b, t_comm=t_comm)
+        check_schedule(s, split_w=name in ("zb-h1", "dualpipe"))
         assert s.bubble_fraction == pytest.approx(measured_bubble(s), abs=1e-9)
         assert s.bubble_fraction >= -1e-12
+        if name == "dualpipe" and pp > 2:
+            # bubble below 1F1B's for the same p and total micro-batches, for any costs
+            assert s.bubble_fraction < par.pipeline_schedule("1f1b", pp, mm, t_f=t_f, t_b=t_b,
+                                                             t_comm=t_comm).bubble_fraction
 
 
 def test_communication_delay_lengthens_the_pipeline():
@@ -188,6 +264,18 @@ def test_schedule_bad_input():
         par.pipeline_schedule("zb-h1", 2, 2, t_b=2.0, t_w=2.0)
     with pytest.raises(ValueError, match="t_comm"):
         par.pipeline_schedule("gpipe", 2, 2, t_comm=-0.1)
+    for p, m in ((3, 12), (4, 9), (4, 6)):                       # odd p, odd m, m < 2p
+        with pytest.raises(ValueError, match="dualpipe needs"):
+            par.pipeline_schedule("dualpipe", p, m)
+    with pytest.raises(ValueError, match="interleaved"):
+        par.pipeline_schedule("dualpipe", 4, 8, v=2)
+    for t_fb in (0.5, 3.5, "3"):                                  # outside [max(t_f, t_b), t_f + t_b]
+        with pytest.raises(ValueError, match="t_fb"):
+            par.pipeline_schedule("dualpipe", 4, 8, t_f=1.0, t_b=2.0, t_fb=t_fb)
+    with pytest.raises(ValueError, match="dualpipe"):
+        par.pipeline_schedule("zb-h1", 4, 8, t_fb=2.5)
+    with pytest.raises(ValueError, match="names"):
+        par.plot_schedules(4, 8, names="dualpipe")
     s = par.pipeline_schedule("gpipe", 2, 2)
     with pytest.raises(ValueError, match="rank"):
         s.rank_ops(2)
@@ -201,6 +289,12 @@ def test_plots_draw_every_op():
     assert len(ax.patches) == len(s.ops) == 2 * 4 * 8 * 2
     fig = par.plot_schedules(4, 8, 2)
     assert len(fig.axes) == 4
+    d = par.pipeline_schedule("dualpipe", 4, 8)
+    ax = par.plot_schedule(d)
+    units = sum(1 for o in d.ops if o.overlapped and o.kind == "F")
+    assert units > 0 and len(ax.patches) == len(d.ops) + units          # a box per op, a border per F&B
+    fig = par.plot_schedules(4, 8, names=("1f1b", "zb-h1", "dualpipe"), t_fb=2.5)
+    assert len(fig.axes) == 3
     plt.close("all")
 
 
