@@ -425,8 +425,12 @@ def load_pretrained(name_or_path="target"):
 
 
 def _check_plain(value, where: str):
-    """Raise ValueError unless value is built from str/int/float/bool/None, lists and str-keyed dicts."""
-    if value is None or isinstance(value, (str, int, float, bool)):
+    """Raise ValueError unless value is built from str/int/float/bool/None, lists and str-keyed dicts.
+
+    Exact types only: a subclass (torch's TorchVersion is a str, numpy's float64 a float)
+    would be pickled as its own class, which torch.load(weights_only=True) refuses.
+    """
+    if value is None or type(value) in (str, int, float, bool):
         return
     if isinstance(value, (list, tuple)):
         for i, item in enumerate(value):

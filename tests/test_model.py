@@ -347,6 +347,8 @@ def test_checkpoint_functions_reject_bad_input(tmp_path, model):
         save_pretrained(model, None, tmp_path / "a.pt", {1: "non-str key"})
     with pytest.raises(ValueError):
         save_pretrained(model, None, tmp_path / "a.pt", "recipe")
+    with pytest.raises(ValueError):  # a str subclass that weights_only loading would refuse
+        save_pretrained(model, None, tmp_path / "a.pt", {"torch": torch.__version__})
     with pytest.raises(ValueError, match=".pt"):
         save_pretrained(model, None, tmp_path / "a.bin", {})
     for bad in (None, 3, ""):
