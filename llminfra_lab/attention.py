@@ -211,8 +211,12 @@ def blocks_for_sram(sram_bytes: int, head_dim: int, dtype_bytes: int = 2) -> int
     """Rows per tile so that the Q, O, K and V tiles of one step fit in on-chip memory.
 
     With M = sram_bytes / dtype_bytes elements, four (rows x head_dim) tiles fit when
-    rows = floor(M / (4 * head_dim)), FlashAttention's choice B_c = ceil(M / 4d) (Dao et al.
-    2022, Algorithm 1) rounded down so the tiles really fit. Use it as block_q and block_k.
+    rows = floor(M / (4 * head_dim)), FlashAttention's B_c = ceil(M / 4d) (Dao et al. 2022,
+    Algorithm 1) rounded down so the tiles really fit. This is an idealised size: it ignores
+    the (block_q x block_k) score tile, which is why Algorithm 1 caps its query block at
+    min(ceil(M / 4d), d) and real kernels use 64- to 128-row tiles. In `tiled_attention`'s
+    query-outer loop the non-causal traffic depends only on block_q, so the bound it gives
+    with block_q = rows is the best case of the model, reachable with a smaller block_k.
     """
     _check_positive_int("sram_bytes", sram_bytes)
     _check_positive_int("head_dim", head_dim)

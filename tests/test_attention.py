@@ -150,6 +150,20 @@ def test_blocks_for_sram_is_the_largest_block_whose_four_tiles_fit():
     assert blocks_for_sram(192 * 1024, 64) == 384
 
 
+def test_non_causal_tiled_traffic_depends_only_on_the_query_tile():
+    """The chapter shrinks block_k to fit the score tile; that must not change the non-causal count.
+    With 128-row query tiles at d = 64 the naive/tiled ratio tends to 2 * 128 / 64 = 4 (closed forms
+    4N^2 + 4Nd and 2Nd + N + 2Nd * N/128, written out independently here)."""
+    n, d = 8192, 64
+    counts = {tiled_attention_hbm_elements(n, d, 384, bk) for bk in (16, 32, 64, 384)}
+    assert len(counts) == 1
+    naive = 4 * n * n + 4 * n * d
+    tiled = 2 * n * d + n + 2 * n * d * (n // 128)
+    assert tiled_attention_hbm_elements(n, d, 128, 64) == tiled
+    assert naive_attention_hbm_elements(n, d) == naive
+    assert naive / tiled == pytest.approx(4, rel=0.02)
+
+
 def test_io_table_and_plot():
     rows = attention_io_table([256, 1024, 4096], head_dim=64)
     assert [r["seq_len"] for r in rows] == [256, 1024, 4096]
