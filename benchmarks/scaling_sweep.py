@@ -3,7 +3,7 @@
     python benchmarks/scaling_sweep.py            # writes llminfra_lab/assets/scaling_sweep.json
 
 Every width in training.SWEEP_WIDTHS is trained for every budget in training.SWEEP_STEPS
-(a fresh model and a cosine schedule ending at the budget each time) on the checkpoints
+(a fresh model and a cosine schedule ending at the budget each time) on the checkpoints'
 arithmetic-and-stories mixture, and its held-out loss is recorded. One thread, deterministic; it takes a few
 minutes on a laptop core, which is why the lab reads the stored results instead.
 """
