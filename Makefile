@@ -1,7 +1,8 @@
 # Two commands a reader needs:  make book  and  make test.
 # Both create .venv with python3 (>= 3.10) and install everything pinned.
-# torch is installed first from TORCH_SPEC (a CPU build on a laptop or CI);
-# override it, e.g.  make test TORCH_SPEC="torch==2.13.0 --index-url https://download.pytorch.org/whl/cu128"
+# torch is installed first from TORCH_SPEC, so nothing else can pull another build;
+# override it, e.g. for the CPU wheel on a Linux laptop:
+#   make test TORCH_SPEC="torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu"
 
 PYTHON ?= python3
 VENV ?= .venv
