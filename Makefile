@@ -18,7 +18,8 @@ $(VENV)/.base: pyproject.toml
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 10), "Python >= 3.10 is needed, found " + sys.version'
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
-	$(PIP) install -q $(TORCH_SPEC) '$(TRITON_SPEC)'
+	$(PIP) install -q $(TORCH_SPEC)
+	$(PIP) install -q '$(TRITON_SPEC)'
 	$(PIP) install -q -e .
 	touch $@
 
