@@ -48,7 +48,7 @@ __all__ = [
     # layout planning
     "Layout", "plan_layouts", "layout_memory_bytes", "RECOMPUTE",
     # workers run by collectives.launch
-    "tp_block_worker", "dp_step_worker", "reference_step",
+    "tp_block_worker", "dp_step_worker", "tp_shard_dim",
 ]
 
 
@@ -338,16 +338,7 @@ def allreduce_gradients(module: nn.Module, bucket_bytes: int | None = None) -> i
 
 
 # ============================================================================ workers
-# Run with collectives.launch(fn, world_size, ...); they must live at module level. They
-# return NumPy arrays, not tensors: a tensor sent back through a multiprocessing queue
-# lives in shared memory that vanishes when its process exits.
-
-def _to_numpy(value):
-    if isinstance(value, torch.Tensor):
-        return value.detach().cpu().numpy()
-    if isinstance(value, dict):
-        return {k: _to_numpy(v) for k, v in value.items()}
-    return value
+# Run with collectives.launch(fn, world_size, ...); they must live at module level.
 
 def _tiny_config(cfg_kwargs: dict):
     from .model import GPTConfig
@@ -355,23 +346,24 @@ def _tiny_config(cfg_kwargs: dict):
     return GPTConfig(**cfg_kwargs)
 
 
-def reference_step(cfg_kwargs: dict, x: torch.Tensor, y: torch.Tensor, *, lr: float = 0.1,
-                   seed: int = 0) -> dict:
-    """One SGD step of the whole tiny GPT on one process: loss, grads and updated weights (NumPy).
+def tp_shard_dim(param_name: str) -> int | None:
+    """The dimension along which tensor parallelism splits a parameter of the model's Block.
 
-    The single-process reference that `dp_step_worker` must reproduce. x, y: (batch, seq).
+    0 for column-parallel weights (wq, wk, wv, w_gate, w_up: each rank keeps a slice of
+    the output features), 1 for row-parallel ones (wo, w_down: a slice of the input
+    features), None for the replicated RMSNorm weights. Concatenating the ranks' shards
+    along this dimension rebuilds the full parameter.
     """
-    from .model import GPT
-
-    model = GPT(_tiny_config(cfg_kwargs), seed=seed)
-    loss = model.loss(x, y)
-    loss.backward()
-    grads = {n: p.grad.clone() for n, p in model.named_parameters()}
-    with torch.no_grad():
-        for p in model.parameters():
-            p -= lr * p.grad
-    return _to_numpy({"loss": loss.item(), "grads": grads,
-                      "params": {n: p.detach().clone() for n, p in model.named_parameters()}})
+    if not isinstance(param_name, str):
+        raise ValueError(f"param_name must be a str, got {type(param_name).__name__}")
+    if param_name.endswith(("wo.weight", "w_down.weight")):
+        return 1
+    if param_name.endswith(("wq.weight", "wk.weight", "wv.weight", "w_gate.weight", "w_up.weight")):
+        return 0
+    if param_name.endswith("norm.weight"):
+        return None
+    raise ValueError(f"{param_name!r} is not a parameter of a transformer Block; expected a name ending "
+                     "in wq/wk/wv/wo/w_gate/w_up/w_down.weight or norm.weight")
 
 
 def dp_step_worker(rank: int, world_size: int, cfg_kwargs: dict, x: torch.Tensor, y: torch.Tensor,
@@ -380,7 +372,8 @@ def dp_step_worker(rank: int, world_size: int, cfg_kwargs: dict, x: torch.Tensor
 
     Every rank builds the same model (same seed), computes the mean loss on its
     batch/N rows, all-reduces the gradients and steps. Returns the same dictionary as
-    `reference_step` (the loss is averaged over ranks) plus the number of all-reduces.
+    {"loss", "grads", "params"} of the one-process step (the loss averaged over ranks)
+    plus the number of all-reduces.
     """
     from .model import GPT
 
@@ -397,8 +390,8 @@ def dp_step_worker(rank: int, world_size: int, cfg_kwargs: dict, x: torch.Tensor
     with torch.no_grad():
         for p in model.parameters():
             p -= lr * p.grad
-    return _to_numpy({"loss": mean_loss.item() / world_size, "grads": grads, "allreduces": n_allreduce,
-                      "params": {n: p.detach().clone() for n, p in model.named_parameters()}})
+    return {"loss": mean_loss.item() / world_size, "grads": grads, "allreduces": n_allreduce,
+            "params": {n: p.detach().clone() for n, p in model.named_parameters()}}
 
 
 def tp_block_worker(rank: int, world_size: int, cfg_kwargs: dict, x: torch.Tensor, part: str = "block",
@@ -433,8 +426,8 @@ def tp_block_worker(rank: int, world_size: int, cfg_kwargs: dict, x: torch.Tenso
     with torch.no_grad():
         for p in tp.parameters():
             p -= lr * p.grad
-    return _to_numpy({"out": out.detach(), "x_grad": x.grad.clone(), "grads": grads, "log": list(log),
-                      "params": {n: p.detach().clone() for n, p in tp.named_parameters()}})
+    return {"out": out.detach(), "x_grad": x.grad.clone(), "grads": grads, "log": list(log),
+            "params": {n: p.detach().clone() for n, p in tp.named_parameters()}}
 
 
 # ============================================================================ pipeline schedules

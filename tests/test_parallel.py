@@ -411,14 +411,14 @@ def test_tp_mlp_two_processes_equals_unsharded():
     ref = mlp(xr)
     (ref.pow(2).sum() / 2).backward()
     for res in ranks:
-        assert (torch.from_numpy(res["out"]) - ref).abs().max() <= 1e-5
-        assert (torch.from_numpy(res["x_grad"]) - xr.grad).abs().max() <= 1e-5
+        assert (res["out"] - ref).abs().max() <= 1e-5
+        assert (res["x_grad"] - xr.grad).abs().max() <= 1e-5
         assert [w for w, _ in res["log"]] == ["g-forward", "f-backward"]
     for name, dim in (("w_gate", 0), ("w_up", 0), ("w_down", 1)):
         key = f"{name}.weight"
         w = getattr(mlp, name).weight
-        g = torch.cat([torch.from_numpy(r["grads"][key]) for r in ranks], dim)
-        new = torch.cat([torch.from_numpy(r["params"][key]) for r in ranks], dim)
+        g = torch.cat([r["grads"][key] for r in ranks], dim)
+        new = torch.cat([r["params"][key] for r in ranks], dim)
         assert (g - w.grad).abs().max() <= 1e-5
         assert (new - (w - 0.1 * w.grad)).abs().max() <= 1e-5
 
@@ -434,18 +434,18 @@ def test_tp_block_two_processes_four_allreduces():
     ref = block(xr, model.rope_cos[:6], model.rope_sin[:6])
     (ref.pow(2).sum() / 2).backward()
     for res in ranks:
-        assert (torch.from_numpy(res["out"]) - ref).abs().max() <= 1e-5
-        assert (torch.from_numpy(res["x_grad"]) - xr.grad).abs().max() <= 1e-5
+        assert (res["out"] - ref).abs().max() <= 1e-5
+        assert (res["x_grad"] - xr.grad).abs().max() <= 1e-5
         kinds = [w for w, _ in res["log"]]
         assert kinds.count("g-forward") == 2 and kinds.count("f-backward") == 2 and len(kinds) == 4
         assert all(n == 2 * 6 * 32 for _, n in res["log"])     # each moves one (b, s, h) activation
     for name, p in block.named_parameters():
         if "norm" in name:      # replicated: every rank has the full gradient
             for res in ranks:
-                assert (torch.from_numpy(res["grads"][name]) - p.grad).abs().max() <= 1e-5
+                assert (res["grads"][name] - p.grad).abs().max() <= 1e-5
         else:
             dim = 1 if name.endswith(("wo.weight", "w_down.weight")) else 0
-            g = torch.cat([torch.from_numpy(r["grads"][name]) for r in ranks], dim)
+            g = torch.cat([r["grads"][name] for r in ranks], dim)
             assert (g - p.grad).abs().max() <= 1e-5
 
 
@@ -464,8 +464,24 @@ def test_dp_step_equals_single_process_large_batch():
         assert res["loss"] == pytest.approx(loss.item(), abs=1e-6)
         assert res["allreduces"] > 1                             # several buckets of <= 8 KiB
         for name, p in model.named_parameters():
-            assert abs(res["grads"][name] - p.grad.numpy()).max() <= 1e-6
-            assert abs(res["params"][name] - (p - 0.5 * p.grad).detach().numpy()).max() <= 1e-6
+            assert (res["grads"][name] - p.grad).abs().max() <= 1e-6
+            assert (res["params"][name] - (p - 0.5 * p.grad)).abs().max() <= 1e-6
+
+
+def test_tp_shard_dim_rebuilds_every_block_parameter():
+    """Concatenating two ranks' shards along tp_shard_dim gives back each full parameter of
+    the model's Block (norms are replicated), and unknown names are refused."""
+    block = GPT(GPTConfig(**TINY), seed=3).blocks[0]
+    shards = [dict(par.TensorParallelBlock.from_block(block, r, 2).named_parameters()) for r in range(2)]
+    for name, full in block.named_parameters():
+        dim = par.tp_shard_dim(name)
+        if dim is None:
+            assert all(torch.equal(s[name], full) for s in shards)
+        else:
+            assert torch.equal(torch.cat([s[name] for s in shards], dim), full)
+    for bad in ("tok_emb.weight", "attn.wq.bias", 3):
+        with pytest.raises(ValueError):
+            par.tp_shard_dim(bad)
 
 
 def test_allreduce_gradients_without_group_and_bad_input():
