@@ -30,6 +30,8 @@ from dataclasses import dataclass
 
 import torch
 
+from llminfra_lab import roofline
+
 __all__ = [
     "HBMTraffic",
     "naive_attention",
@@ -235,12 +237,13 @@ def naive_attention_hbm_elements(seq_len: int, head_dim: int, batch_heads: int =
 
     Reads Q, K (2Nd), writes S (N^2); reads S, writes P (2 N^2); reads P, V and writes O
     (N^2 + 2Nd). Causal masking does not help: S is still N x N. Theta(N d + N^2).
+    This is chapter 2's count (`roofline.attention_cost_naive`), taken in elements.
     """
     _check_positive_int("seq_len", seq_len)
     _check_positive_int("head_dim", head_dim)
     _check_positive_int("batch_heads", batch_heads)
-    n, d = seq_len, head_dim
-    return batch_heads * (4 * n * d + 4 * n * n)
+    cost = roofline.attention_cost_naive(1, batch_heads, seq_len, seq_len, head_dim, dtype="fp32")
+    return int(cost.bytes) // roofline.DTYPE_BYTES["fp32"]
 
 
 def naive_attention_hbm_bytes(seq_len: int, head_dim: int, dtype_bytes: int = 2, batch_heads: int = 1) -> int:
