@@ -31,6 +31,7 @@ from dataclasses import dataclass
 import torch
 
 from llminfra_lab import roofline
+from llminfra_lab.checks import positive_int
 
 __all__ = [
     "HBMTraffic",
@@ -70,7 +71,7 @@ class HBMTraffic:
 
     def bytes(self, dtype_bytes: int = 2) -> int:
         """Total bytes moved if every element is `dtype_bytes` wide (2 for fp16/bf16)."""
-        _check_positive_int("dtype_bytes", dtype_bytes)
+        positive_int("dtype_bytes", dtype_bytes)
         return self.elements * dtype_bytes
 
 
@@ -130,8 +131,8 @@ def tiled_attention(
     every tile the loops load from or store to HBM.
     """
     scale = _check_qkv(q, k, v, causal, scale)
-    _check_positive_int("block_q", block_q)
-    _check_positive_int("block_k", block_k)
+    positive_int("block_q", block_q)
+    positive_int("block_k", block_k)
     n_q, n_k = q.shape[-2], k.shape[-2]
     lead = q.shape[:-2]
     out = torch.empty(*lead, n_q, v.shape[-1], dtype=q.dtype, device=q.device)
@@ -220,9 +221,9 @@ def blocks_for_sram(sram_bytes: int, head_dim: int, dtype_bytes: int = 2) -> int
     query-outer loop the non-causal traffic depends only on block_q, so the bound it gives
     with block_q = rows is the best case of the model, reachable with a smaller block_k.
     """
-    _check_positive_int("sram_bytes", sram_bytes)
-    _check_positive_int("head_dim", head_dim)
-    _check_positive_int("dtype_bytes", dtype_bytes)
+    positive_int("sram_bytes", sram_bytes)
+    positive_int("head_dim", head_dim)
+    positive_int("dtype_bytes", dtype_bytes)
     rows = sram_bytes // dtype_bytes // (4 * head_dim)
     if rows < 1:
         raise ValueError(
@@ -239,16 +240,16 @@ def naive_attention_hbm_elements(seq_len: int, head_dim: int, batch_heads: int =
     (N^2 + 2Nd). Causal masking does not help: S is still N x N. Theta(N d + N^2).
     This is chapter 2's count (`roofline.attention_cost_naive`), taken in elements.
     """
-    _check_positive_int("seq_len", seq_len)
-    _check_positive_int("head_dim", head_dim)
-    _check_positive_int("batch_heads", batch_heads)
+    positive_int("seq_len", seq_len)
+    positive_int("head_dim", head_dim)
+    positive_int("batch_heads", batch_heads)
     cost = roofline.attention_cost_naive(1, batch_heads, seq_len, seq_len, head_dim, dtype="fp32")
     return int(cost.bytes) // roofline.DTYPE_BYTES["fp32"]
 
 
 def naive_attention_hbm_bytes(seq_len: int, head_dim: int, dtype_bytes: int = 2, batch_heads: int = 1) -> int:
     """`naive_attention_hbm_elements` in bytes, `dtype_bytes` per element (2 for fp16/bf16)."""
-    _check_positive_int("dtype_bytes", dtype_bytes)
+    positive_int("dtype_bytes", dtype_bytes)
     return dtype_bytes * naive_attention_hbm_elements(seq_len, head_dim, batch_heads)
 
 
@@ -265,7 +266,7 @@ def tiled_attention_hbm_elements(
     """
     for name, val in (("seq_len", seq_len), ("head_dim", head_dim), ("block_q", block_q),
                       ("block_k", block_k), ("batch_heads", batch_heads)):
-        _check_positive_int(name, val)
+        positive_int(name, val)
     n, d = seq_len, head_dim
     key_rows = 0
     for i0 in range(0, n, block_q):
@@ -283,7 +284,7 @@ def tiled_attention_hbm_bytes(
     dtype_bytes: int = 2, batch_heads: int = 1,
 ) -> int:
     """`tiled_attention_hbm_elements` in bytes, `dtype_bytes` per element."""
-    _check_positive_int("dtype_bytes", dtype_bytes)
+    positive_int("dtype_bytes", dtype_bytes)
     return dtype_bytes * tiled_attention_hbm_elements(seq_len, head_dim, block_q, block_k, causal, batch_heads)
 
 
@@ -320,7 +321,7 @@ def plot_attention_io(
     seq_lens = seq_lens or [2 ** p for p in range(8, 17)]
     if block is None:
         block = blocks_for_sram(sram_bytes, head_dim, dtype_bytes)
-    _check_positive_int("block", block)
+    positive_int("block", block)
     naive = [naive_attention_hbm_bytes(n, head_dim, dtype_bytes) / 2**20 for n in seq_lens]
     tiled = [tiled_attention_hbm_bytes(n, head_dim, block, block, False, dtype_bytes) / 2**20 for n in seq_lens]
     if ax is None:
@@ -336,11 +337,6 @@ def plot_attention_io(
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def _check_positive_int(name: str, value) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
 
 
 def _check_qkv(q, k, v, causal, scale) -> float:

@@ -32,6 +32,8 @@ from dataclasses import dataclass
 from datetime import date
 from typing import TYPE_CHECKING, Iterable, Sequence
 
+from llminfra_lab.checks import positive_int, positive_number
+
 if TYPE_CHECKING:  # imported lazily at run time: the spine modules are optional for the formulas
     from llminfra_lab.catalog import ModelSpec
 
@@ -73,8 +75,8 @@ def training_flops(n_params: float, n_tokens: float) -> float:
 
     For a mixture-of-experts model N is the number of parameters *active* per token.
     """
-    _positive("n_params", n_params)
-    _positive("n_tokens", n_tokens)
+    positive_number("n_params", n_params)
+    positive_number("n_tokens", n_tokens)
     return 6.0 * float(n_params) * float(n_tokens)
 
 
@@ -87,10 +89,10 @@ def palm_flops_per_token(n_params: float, n_layers: int, n_heads: int, head_dim:
     the forward pass, three times that with the backward pass: 12 L H Q T. The formula counts
     the full T x T score matrix, as the paper does, not only its causal half.
     """
-    _positive("n_params", n_params)
+    positive_number("n_params", n_params)
     for name, value in (("n_layers", n_layers), ("n_heads", n_heads), ("head_dim", head_dim),
                         ("seq_len", seq_len)):
-        _positive_int(name, value)
+        positive_int(name, value)
     return 6.0 * float(n_params) + 12.0 * n_layers * n_heads * head_dim * seq_len
 
 
@@ -102,25 +104,25 @@ def model_flops_utilization(tokens_per_s: float, flops_per_token: float, n_chips
     the FLOPs the model needs count, so recomputation raises hardware utilization but not
     MFU, and the number compares systems fairly.
     """
-    _positive("tokens_per_s", tokens_per_s)
-    _positive("flops_per_token", flops_per_token)
-    _positive_int("n_chips", n_chips)
-    _positive("peak_flops_per_s", peak_flops_per_s)
+    positive_number("tokens_per_s", tokens_per_s)
+    positive_number("flops_per_token", flops_per_token)
+    positive_int("n_chips", n_chips)
+    positive_number("peak_flops_per_s", peak_flops_per_s)
     return float(tokens_per_s) * float(flops_per_token) / (n_chips * float(peak_flops_per_s))
 
 
 def gpu_hours(total_flops: float, peak_flops_per_s: float, mfu: float) -> float:
     """GPU-hours to execute `total_flops` on GPUs of `peak_flops_per_s` running at `mfu`."""
-    _positive("total_flops", total_flops)
-    _positive("peak_flops_per_s", peak_flops_per_s)
+    positive_number("total_flops", total_flops)
+    positive_number("peak_flops_per_s", peak_flops_per_s)
     _fraction("mfu", mfu)
     return float(total_flops) / (float(peak_flops_per_s) * mfu) / SECONDS_PER_HOUR
 
 
 def training_cost_usd(gpu_hours_: float, usd_per_gpu_hour: float) -> float:
     """Rental cost in USD: GPU-hours x price per GPU-hour (what the DeepSeek-V3 report does)."""
-    _positive("gpu_hours", gpu_hours_)
-    _positive("usd_per_gpu_hour", usd_per_gpu_hour)
+    positive_number("gpu_hours", gpu_hours_)
+    positive_number("usd_per_gpu_hour", usd_per_gpu_hour)
     return float(gpu_hours_) * float(usd_per_gpu_hour)
 
 
@@ -142,7 +144,7 @@ class TrainingEstimate:
 
     def days_on(self, n_gpus: int) -> float:
         """Wall-clock days if the job runs on `n_gpus` GPUs at the same MFU."""
-        _positive_int("n_gpus", n_gpus)
+        positive_int("n_gpus", n_gpus)
         return self.gpu_hours / n_gpus / 24.0
 
 
@@ -189,11 +191,11 @@ def decode_tokens_per_second(active_params: float, weight_bytes: float, batch_si
     imperfect kernels only make real throughput lower. Pass the replica's aggregate peak and
     bandwidth when it spans several GPUs.
     """
-    _positive("active_params", active_params)
-    _positive("weight_bytes", weight_bytes)
-    _positive_int("batch_size", batch_size)
-    _positive("peak_flops_per_s", peak_flops_per_s)
-    _positive("hbm_bytes_per_s", hbm_bytes_per_s)
+    positive_number("active_params", active_params)
+    positive_number("weight_bytes", weight_bytes)
+    positive_int("batch_size", batch_size)
+    positive_number("peak_flops_per_s", peak_flops_per_s)
+    positive_number("hbm_bytes_per_s", hbm_bytes_per_s)
     t_memory = float(weight_bytes) / float(hbm_bytes_per_s)
     t_compute = batch_size * 2.0 * float(active_params) / float(peak_flops_per_s)
     return batch_size / max(t_memory, t_compute)
@@ -202,16 +204,16 @@ def decode_tokens_per_second(active_params: float, weight_bytes: float, batch_si
 def prefill_tokens_per_second(active_params: float, peak_flops_per_s: float, mfu: float) -> float:
     """Prompt (prefill) throughput: all prompt tokens go through one big matrix multiply,
     so prefill is compute-bound: tokens/s = peak x MFU / (2 N)."""
-    _positive("active_params", active_params)
-    _positive("peak_flops_per_s", peak_flops_per_s)
+    positive_number("active_params", active_params)
+    positive_number("peak_flops_per_s", peak_flops_per_s)
     _fraction("mfu", mfu)
     return float(peak_flops_per_s) * mfu / (2.0 * float(active_params))
 
 
 def cost_per_million_tokens(tokens_per_s: float, usd_per_hour: float) -> float:
     """USD per million tokens of a machine producing `tokens_per_s` that rents at `usd_per_hour`."""
-    _positive("tokens_per_s", tokens_per_s)
-    _positive("usd_per_hour", usd_per_hour)
+    positive_number("tokens_per_s", tokens_per_s)
+    positive_number("usd_per_hour", usd_per_hour)
     return float(usd_per_hour) / (float(tokens_per_s) * SECONDS_PER_HOUR) * 1e6
 
 
@@ -253,9 +255,9 @@ def estimate_serving(model: "str | ModelSpec", accelerator: str = "H100-SXM", *,
     if not isinstance(spec, catalog.ModelSpec):
         raise ValueError(f"model must be a catalog name or a ModelSpec, got {type(model).__name__}")
     chip = hardware.accelerator(accelerator)
-    _positive_int("n_gpus", n_gpus)
-    _positive("bytes_per_param", bytes_per_param)
-    _positive("usd_per_gpu_hour", usd_per_gpu_hour)
+    positive_int("n_gpus", n_gpus)
+    positive_number("bytes_per_param", bytes_per_param)
+    positive_number("usd_per_gpu_hour", usd_per_gpu_hour)
     weight_bytes = float(spec.total_params()) * bytes_per_param
     capacity = n_gpus * chip.hbm_gb * 1e9
     if weight_bytes > capacity:
@@ -483,9 +485,9 @@ def plot_cost_vs_mfu(total_flops: float, peak_flops_per_s: float, usd_per_gpu_ho
     """Training cost (USD) as MFU goes from 10% to 70%, for a fixed FLOP budget. Returns the Axes."""
     import matplotlib.pyplot as plt
 
-    _positive("total_flops", total_flops)
-    _positive("peak_flops_per_s", peak_flops_per_s)
-    _positive("usd_per_gpu_hour", usd_per_gpu_hour)
+    positive_number("total_flops", total_flops)
+    positive_number("peak_flops_per_s", peak_flops_per_s)
+    positive_number("usd_per_gpu_hour", usd_per_gpu_hour)
     if ax is None:
         _, ax = plt.subplots(figsize=(6, 3.5))
     mfus = [0.10 + 0.01 * i for i in range(61)]
@@ -540,16 +542,6 @@ def plot_serving_cost(model: str = "llama-3-8b", accelerator: str = "H100-SXM",
 
 # numbers.Real / numbers.Integral also admit NumPy scalars (np.float64, np.int64); bool is
 # an int in Python but never a meaningful size, so it is rejected explicitly.
-
-def _positive(name: str, value: float) -> None:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) or value <= 0:
-        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
-
-
-def _positive_int(name: str, value: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ValueError(f"{name} must be an int >= 1, got {value!r}")
-
 
 def _fraction(name: str, value: float) -> None:
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0.0 < value <= 1.0:

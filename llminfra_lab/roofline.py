@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Iterable, Sequence
 
 from llminfra_lab import hardware
+from llminfra_lab.checks import positive_int, positive_number
 
 __all__ = [
     "DTYPE_BYTES", "KernelCost",
@@ -533,11 +534,9 @@ def _dtype_bytes(dtype: str) -> float:
 
 def _check_sizes(**sizes) -> None:
     for name, value in sizes.items():
-        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        positive_int(name, value)
 
 
 def _check_positive(**values) -> None:
     for name, value in values.items():
-        if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) or value <= 0:
-            raise ValueError(f"{name} must be a positive finite number, got {value!r}")
+        positive_number(name, value)
