@@ -18,6 +18,8 @@ from __future__ import annotations
 
 from dataclasses import KW_ONLY, dataclass
 
+from llminfra_lab.checks import positive_int
+
 __all__ = ["ModelSpec", "MODELS", "model_spec"]
 
 
@@ -52,8 +54,7 @@ class ModelSpec:
         for field_name in ("n_layers", "d_model", "n_heads", "n_kv_heads", "head_dim", "d_ff", "vocab_size",
                            "n_experts", "experts_per_token"):
             value = getattr(self, field_name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"ModelSpec.{field_name} must be a positive int, got {value!r}")
+            positive_int(f"ModelSpec.{field_name}", value)
         for field_name in ("n_shared_experts", "n_dense_layers", "qk_rope_head_dim", "mtp_layers"):
             value = getattr(self, field_name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:

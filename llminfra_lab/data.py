@@ -17,6 +17,8 @@ import random
 
 import torch
 
+from llminfra_lab.checks import positive_int
+
 __all__ = [
     "arithmetic_problems", "arithmetic_split", "arithmetic_answer", "arithmetic_reward",
     "stories", "json_records", "RECORD_SCHEMA", "corpus", "CORPUS_KINDS", "batches",
@@ -230,8 +232,7 @@ def batches(token_ids, batch_size: int, seq_len: int, generator: torch.Generator
     if ids.dtype != torch.long or ids.dim() != 1:
         raise ValueError(f"token_ids must be 1-D torch.long, got {ids.dtype} with shape {tuple(ids.shape)}")
     for name, value in (("batch_size", batch_size), ("seq_len", seq_len)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be a positive int, got {value!r}")
+        positive_int(f"{name}", value)
     if ids.numel() < seq_len + 1:
         raise ValueError(f"need at least seq_len + 1 = {seq_len + 1} tokens, got {ids.numel()}")
     if generator is not None and not isinstance(generator, torch.Generator):

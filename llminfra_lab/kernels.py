@@ -32,6 +32,8 @@ import sys
 
 import torch
 
+from llminfra_lab.checks import positive_int
+
 if "triton" not in sys.modules and not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
 
@@ -305,8 +307,7 @@ def softmax_hbm_elements(rows: int, cols: int, fused: bool) -> int:
     in all 8 R C + 4 R, the count the Triton fused-softmax tutorial gives (Tillet et al.).
     """
     for name, val in (("rows", rows), ("cols", cols)):
-        if isinstance(val, bool) or not isinstance(val, int) or val < 1:
-            raise ValueError(f"{name} must be a positive int, got {val!r}")
+        positive_int(f"{name}", val)
     if not isinstance(fused, bool):
         raise ValueError(f"fused must be a bool, got {fused!r}")
     n = rows * cols
@@ -315,8 +316,7 @@ def softmax_hbm_elements(rows: int, cols: int, fused: bool) -> int:
 
 def softmax_hbm_bytes(rows: int, cols: int, fused: bool, dtype_bytes: int = 2) -> int:
     """`softmax_hbm_elements` in bytes at `dtype_bytes` per element (2 for fp16/bf16)."""
-    if isinstance(dtype_bytes, bool) or not isinstance(dtype_bytes, int) or dtype_bytes < 1:
-        raise ValueError(f"dtype_bytes must be a positive int, got {dtype_bytes!r}")
+    positive_int("dtype_bytes", dtype_bytes)
     return dtype_bytes * softmax_hbm_elements(rows, cols, fused)
 
 

@@ -23,6 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from llminfra_lab.checks import positive_int
+
 __all__ = [
     "GPTConfig", "RMSNorm", "Attention", "MLP", "Block", "KVCache", "GPT",
     "rope_frequencies", "apply_rope", "causal_attention", "filter_logits", "generate",
@@ -48,8 +50,7 @@ class GPTConfig:
     def __post_init__(self):
         for name in ("vocab_size", "n_layer", "n_head", "n_kv_head", "d_model", "d_ff", "max_seq_len"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"GPTConfig.{name} must be a positive int, got {value!r}")
+            positive_int(f"GPTConfig.{name}", value)
         if self.d_model % self.n_head:
             raise ValueError(f"d_model ({self.d_model}) must be divisible by n_head ({self.n_head})")
         if self.n_head % self.n_kv_head:
@@ -188,8 +189,7 @@ class KVCache:
     def empty(cls, cfg: GPTConfig, batch: int, device=None, dtype=None) -> KVCache:
         if not isinstance(cfg, GPTConfig):
             raise ValueError(f"cfg must be a GPTConfig, got {type(cfg).__name__}")
-        if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
-            raise ValueError(f"batch must be a positive int, got {batch!r}")
+        positive_int("batch", batch)
         shape = (batch, cfg.n_kv_head, cfg.max_seq_len, cfg.head_dim)
         dtype = dtype or torch.float32
         make = lambda: [torch.zeros(shape, device=device, dtype=dtype) for _ in range(cfg.n_layer)]  # noqa: E731

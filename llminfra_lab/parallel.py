@@ -36,6 +36,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .zero import model_state_bytes
+from .checks import positive_int
 
 __all__ = [
     # tensor parallelism
@@ -524,8 +525,7 @@ def pipeline_schedule(name: str, p: int, m: int, v: int = 1, *, t_f: float = 1.0
     if key not in SCHEDULES:
         raise KeyError(f"unknown schedule {name!r}; valid names: {', '.join(SCHEDULES)}")
     for label, value in (("p", p), ("m", m), ("v", v)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{label} must be a positive int, got {value!r}")
+        positive_int(f"{label}", value)
     if t_w is None:
         t_w = t_b / 2
     for label, value in (("t_f", t_f), ("t_b", t_b)):
@@ -986,8 +986,7 @@ def layout_memory_bytes(params: float, n_layers: int, d_model: int, *, tp: int, 
     for label, value in (("tp", tp), ("pp", pp), ("dp", dp), ("seq_len", seq_len),
                          ("micro_batch", micro_batch), ("microbatches", microbatches),
                          ("n_layers", n_layers), ("d_model", d_model), ("n_heads", n_heads)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{label} must be a positive int, got {value!r}")
+        positive_int(f"{label}", value)
     if isinstance(params, bool) or not (isinstance(params, (int, float)) and params > 0):
         raise ValueError(f"params must be a number > 0, got {params!r}")
     if zero_stage not in (0, 1, 2, 3):
@@ -1038,8 +1037,7 @@ def plan_layouts(model, gpu, n_gpus: int, *, gpus_per_node: int = 8, seq_len: in
     for label, value in (("n_gpus", n_gpus), ("gpus_per_node", gpus_per_node), ("seq_len", seq_len),
                          ("global_batch", global_batch), ("micro_batch", micro_batch),
                          ("virtual_stages", virtual_stages)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{label} must be a positive int, got {value!r}")
+        positive_int(f"{label}", value)
     for label, value, hi in (("usable_memory_fraction", usable_memory_fraction, 1.0), ("mfu", mfu, 1.0),
                              ("scaleout_gbps", scaleout_gbps, math.inf)):
         if not (isinstance(value, (int, float)) and 0 < value <= hi):

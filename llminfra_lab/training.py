@@ -28,6 +28,7 @@ from pathlib import Path
 import torch
 
 from .economics import training_flops
+from .checks import positive_int
 
 __all__ = [
     # optimizer, schedule, clipping
@@ -179,8 +180,7 @@ class TrainConfig:
     def __post_init__(self):
         for name in ("steps", "batch_size", "accum_steps", "seq_len"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"TrainConfig.{name} must be a positive int, got {value!r}")
+            positive_int(f"TrainConfig.{name}", value)
         for name in ("warmup_steps", "eval_every", "seed"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
@@ -277,8 +277,7 @@ def evaluate_loss(model, ids: torch.Tensor, seq_len: int, max_windows: int = 64)
     Deterministic: windows start at 0, seq_len, 2*seq_len, ... (at most max_windows).
     """
     _check_ids(ids, "ids", seq_len)
-    if isinstance(max_windows, bool) or not isinstance(max_windows, int) or max_windows < 1:
-        raise ValueError(f"max_windows must be a positive int, got {max_windows!r}")
+    positive_int("max_windows", max_windows)
     n = min(max_windows, (ids.numel() - 1) // seq_len)
     x = torch.stack([ids[i * seq_len:(i + 1) * seq_len] for i in range(n)])
     y = torch.stack([ids[i * seq_len + 1:(i + 1) * seq_len + 1] for i in range(n)])
@@ -479,8 +478,7 @@ def train_preset(name: str, out: str | Path | None = None, steps: int | None = N
         raise KeyError(f"unknown preset {name!r}; valid: {sorted(PRESETS)}")
     recipe = PRESETS[name]
     if steps is not None:
-        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-            raise ValueError(f"steps must be a positive int, got {steps!r}")
+        positive_int("steps", steps)
         recipe = CheckpointRecipe(**{**recipe.to_dict(),
                                      "train": {**recipe.train, "steps": steps,
                                                "warmup_steps": min(recipe.train["warmup_steps"], steps),
@@ -545,8 +543,7 @@ def shingles(text: str, n: int = 5) -> set[str]:
     """The set of word n-grams of text (lower-cased); a text shorter than n words is one shingle."""
     if not isinstance(text, str):
         raise ValueError(f"text must be a str, got {type(text).__name__}")
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ValueError(f"n must be a positive int, got {n!r}")
+    positive_int("n", n)
     words = text.lower().split()
     if len(words) <= n:
         return {" ".join(words)}
@@ -559,8 +556,7 @@ def minhash_signature(text: str, num_perm: int = 128, n: int = 5, seed: int = 0)
     import hashlib
     import random
 
-    if isinstance(num_perm, bool) or not isinstance(num_perm, int) or num_perm < 1:
-        raise ValueError(f"num_perm must be a positive int, got {num_perm!r}")
+    positive_int("num_perm", num_perm)
     rng = random.Random(seed)
     coeffs = [(rng.randrange(1, _MERSENNE), rng.randrange(0, _MERSENNE)) for _ in range(num_perm)]
     xs = [int.from_bytes(hashlib.blake2b(s.encode("utf-8"), digest_size=8).digest(), "little")
@@ -574,8 +570,7 @@ def lsh_candidate_probability(similarity: float, bands: int, rows: int) -> float
     if not (isinstance(similarity, (int, float)) and 0 <= similarity <= 1):
         raise ValueError(f"similarity must be in [0, 1], got {similarity!r}")
     for name, value in (("bands", bands), ("rows", rows)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be a positive int, got {value!r}")
+        positive_int(f"{name}", value)
     return 1.0 - (1.0 - similarity ** rows) ** bands
 
 
@@ -642,8 +637,7 @@ def model_state_bytes(n_params: float, recipe: str = "bf16-mixed", shards: int =
     """
     if isinstance(n_params, bool) or not isinstance(n_params, (int, float)) or not n_params > 0:
         raise ValueError(f"n_params must be a number > 0, got {n_params!r}")
-    if isinstance(shards, bool) or not isinstance(shards, int) or shards < 1:
-        raise ValueError(f"shards must be a positive int, got {shards!r}")
+    positive_int("shards", shards)
     return float(n_params) * bytes_per_param(recipe) / shards
 
 
@@ -815,8 +809,7 @@ def sweep_run(d_model: int, steps: int, *, n_layer: int = 2, batch_size: int = 8
     from .model import GPT, GPTConfig
 
     for name, value in (("d_model", d_model), ("steps", steps), ("n_layer", n_layer)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be a positive int, got {value!r}")
+        positive_int(f"{name}", value)
     if d_model % 8:
         raise ValueError(f"d_model must be a multiple of 8 (4 heads of even size), got {d_model}")
     if data is None:
@@ -905,8 +898,7 @@ def plot_loss_curves(histories: dict, ax=None, smooth: int = 10):
 
     if not isinstance(histories, dict) or not histories:
         raise ValueError("histories must be a non-empty dict {label: history from train()}")
-    if isinstance(smooth, bool) or not isinstance(smooth, int) or smooth < 1:
-        raise ValueError(f"smooth must be a positive int, got {smooth!r}")
+    positive_int("smooth", smooth)
     ax = ax or plt.subplots(figsize=(6, 3.5))[1]
     for label, hist in histories.items():
         loss = torch.tensor(hist["loss"], dtype=torch.float64)

@@ -40,6 +40,8 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
+from llminfra_lab.checks import positive_int
+
 __all__ = [
     "STAGES", "ZERO_FIGURE1", "model_state_bytes", "activation_bytes_per_layer", "measure_activation_bytes",
     "ZeroEngine", "CommLog", "gpt_units", "sequential_loss", "adam_update",
@@ -70,8 +72,7 @@ def model_state_bytes(psi: float, stage: int, n_gpus: int, k: float = 12, param_
         raise ValueError(f"psi (parameter count) must be a number > 0, got {psi!r}")
     if stage not in STAGES:
         raise ValueError(f"stage must be one of {STAGES} (0 = DDP), got {stage!r}")
-    if isinstance(n_gpus, bool) or not isinstance(n_gpus, int) or n_gpus < 1:
-        raise ValueError(f"n_gpus must be an int >= 1, got {n_gpus!r}")
+    positive_int("n_gpus", n_gpus)
     for name, value in (("k", k), ("param_bytes", param_bytes), ("grad_bytes", grad_bytes)):
         if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
             raise ValueError(f"{name} must be a number >= 0 (bytes per parameter), got {value!r}")
@@ -104,8 +105,7 @@ def activation_bytes_per_layer(seq_len: int, micro_batch: int, hidden: int, head
     """
     for name, value in (("seq_len", seq_len), ("micro_batch", micro_batch), ("hidden", hidden),
                         ("heads", heads), ("tensor_parallel", tensor_parallel)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+        positive_int(f"{name}", value)
     if hidden % heads or heads % tensor_parallel:
         raise ValueError(f"hidden ({hidden}) must be divisible by heads ({heads}) and heads by "
                          f"tensor_parallel ({tensor_parallel})")
@@ -154,8 +154,7 @@ def measure_activation_bytes(seq_len: int, micro_batch: int, hidden: int, heads:
     neglects.
     """
     for name, value in (("seq_len", seq_len), ("micro_batch", micro_batch), ("hidden", hidden), ("heads", heads)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+        positive_int(f"{name}", value)
     if hidden % heads:
         raise ValueError(f"hidden ({hidden}) must be divisible by heads ({heads})")
     gen = torch.Generator().manual_seed(seed)
