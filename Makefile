@@ -12,7 +12,7 @@ TRITON_SPEC ?= triton==3.7.1; platform_system == "Linux" and platform_machine ==
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check
 
-.PHONY: book test unit labs serve audit clean sync-url
+.PHONY: book test unit labs serve audit clean sync-setup
 
 $(VENV)/.base: pyproject.toml
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 10), "Python >= 3.10 is needed, found " + sys.version'
@@ -50,9 +50,10 @@ labs: $(VENV)/.test
 serve:
 	$(PYTHON) -m http.server 8000 --directory _build/html
 
-## make sync-url: copy the repository URL from _config.yml into every lab's set-up cell
-sync-url: $(VENV)/.base
-	$(PY) tools/sync_repo_url.py
+## make sync-setup: write every lab's set-up cell from tools/sync_setup_cell.py
+## (repository URL from _config.yml, torch range from pyproject.toml and TORCH_SPEC)
+sync-setup: $(VENV)/.base
+	$(PY) tools/sync_setup_cell.py
 
 clean:
 	rm -rf _build .pytest_cache

@@ -20,8 +20,8 @@ def main() -> int:
         print("bench_kernels: needs a CUDA GPU (on CPU the kernels run in Triton's interpreter, "
               "whose speed says nothing about the kernels); skipping.")
         return 0
-    import triton.testing
     import torch.nn.functional as F
+    import triton.testing
 
     from llminfra_lab import kernels as K
 

@@ -16,11 +16,12 @@ Shapes counted (bias-free unless `qkv_bias`):
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import KW_ONLY, dataclass
 
 from llminfra_lab.checks import positive_int
 
-__all__ = ["ModelSpec", "MODELS", "model_spec"]
+__all__ = ["ModelSpec", "MODELS", "model_spec", "spec_from_gpt_config", "gpt_config_fields"]
 
 
 @dataclass(frozen=True)
@@ -203,3 +204,34 @@ def model_spec(name: str) -> ModelSpec:
     if key not in MODELS:
         raise KeyError(f"unknown model {name!r}; valid names: {sorted(MODELS)}")
     return MODELS[key]
+
+
+# The tiny GPT's GPTConfig and a catalog ModelSpec name the same shape differently
+# (n_layer / n_layers, n_head / n_heads, tie_embeddings / tied_embeddings); these two
+# functions are the one place that maps between them.
+_GPT_TO_SPEC = {"n_layer": "n_layers", "d_model": "d_model", "n_head": "n_heads", "n_kv_head": "n_kv_heads",
+                "d_ff": "d_ff", "vocab_size": "vocab_size", "tie_embeddings": "tied_embeddings"}
+
+
+def spec_from_gpt_config(cfg, name: str = "tiny-gpt") -> ModelSpec:
+    """A ModelSpec of the tiny GPT's `GPTConfig` `cfg`, so the catalog's counting, memory and
+    cost functions apply to it. params_published is the count itself (nothing is published)."""
+    missing = [f for f in (*_GPT_TO_SPEC, "head_dim") if not hasattr(cfg, f)]
+    if missing:
+        raise ValueError(f"cfg must be a model.GPTConfig; it lacks {missing}")
+    kwargs = {spec_field: getattr(cfg, gpt_field) for gpt_field, spec_field in _GPT_TO_SPEC.items()}
+    spec = ModelSpec(name=name, head_dim=cfg.head_dim, params_published=1.0, source="llminfra_lab.model.GPTConfig",
+                     **kwargs)
+    return dataclasses.replace(spec, params_published=float(spec.total_params()))
+
+
+def gpt_config_fields(spec: ModelSpec) -> dict:
+    """The GPTConfig keyword arguments for a dense, non-MLA catalog model whose head_dim is
+    d_model / n_heads (the tiny GPT's layout): `GPTConfig(**gpt_config_fields(spec))`."""
+    if not isinstance(spec, ModelSpec):
+        raise ValueError(f"spec must be a ModelSpec, got {type(spec).__name__}")
+    if spec.is_moe or spec.is_mla or spec.qkv_bias or spec.head_dim * spec.n_heads != spec.d_model:
+        raise ValueError(f"{spec.name} is not a plain dense GQA model with head_dim = d_model / n_heads; "
+                         "the tiny GPT cannot take its shape")
+    return {gpt_field: getattr(spec, spec_field) for gpt_field, spec_field in _GPT_TO_SPEC.items()}
+

@@ -28,9 +28,10 @@ from __future__ import annotations
 
 import math
 import numbers
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date
-from typing import TYPE_CHECKING, Iterable, Sequence
+from typing import TYPE_CHECKING
 
 from llminfra_lab.checks import positive_int, positive_number
 
@@ -148,7 +149,7 @@ class TrainingEstimate:
         return self.gpu_hours / n_gpus / 24.0
 
 
-def estimate_training(model: "str | ModelSpec", n_tokens: float, accelerator: str = "H100-SXM", *,
+def estimate_training(model: str | ModelSpec, n_tokens: float, accelerator: str = "H100-SXM", *,
                       precision: str = "bf16", mfu: float = 0.4, usd_per_gpu_hour: float = 2.0,
                       n_params: float | None = None) -> TrainingEstimate:
     """Estimate training compute, GPU-hours and rental cost of a catalog model.
@@ -233,7 +234,7 @@ class ServingEstimate:
     usd_per_million_input: float
 
 
-def estimate_serving(model: "str | ModelSpec", accelerator: str = "H100-SXM", *, n_gpus: int = 1,
+def estimate_serving(model: str | ModelSpec, accelerator: str = "H100-SXM", *, n_gpus: int = 1,
                      batch_size: int = 1, bytes_per_param: float = 2.0, precision: str = "bf16",
                      usd_per_gpu_hour: float = 2.0, prefill_mfu: float = 0.5) -> ServingEstimate:
     """Best-case decode and prefill cost of a catalog model on `n_gpus` GPUs (one replica).

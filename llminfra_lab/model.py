@@ -24,11 +24,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from llminfra_lab.checks import positive_int
+from llminfra_lab.tokenizer import BPETokenizer
 
 __all__ = [
     "GPTConfig", "RMSNorm", "Attention", "MLP", "Block", "KVCache", "GPT",
     "rope_frequencies", "apply_rope", "causal_attention", "filter_logits", "generate",
-    "save_pretrained", "load_pretrained", "FORMAT",
+    "save_pretrained", "load_pretrained", "FORMAT", "TINY_CONFIGS", "tiny_config",
 ]
 
 FORMAT = "llminfra_lab.gpt/1"  # tag stored in every checkpoint file
@@ -69,6 +70,29 @@ class GPTConfig:
 
 
 # ----------------------------------------------------------------------------- parts
+
+#: The tiny GPTs of the book, defined once (package, labs and tests all use these).
+#: "target" and "draft" are the shipped checkpoints' shapes (chapter 5 trains them; their
+#: vocabulary of 512 comes from the BPE tokenizer); "small" is the untied model the
+#: distributed chapters (6, 7) train across processes; "test" is the fast unit-test model.
+TINY_CONFIGS: dict[str, dict] = {
+    "target": dict(vocab_size=512, n_layer=6, n_head=4, n_kv_head=2, d_model=128, d_ff=344, max_seq_len=256),
+    "draft": dict(vocab_size=512, n_layer=2, n_head=4, n_kv_head=2, d_model=96, d_ff=256, max_seq_len=256),
+    "small": dict(vocab_size=128, n_layer=2, n_head=4, n_kv_head=2, d_model=64, d_ff=128, max_seq_len=32,
+                  tie_embeddings=False),
+    "test": dict(vocab_size=64, n_layer=2, n_head=4, n_kv_head=2, d_model=32, d_ff=64, max_seq_len=64),
+}
+
+
+def tiny_config(name: str = "small", **overrides) -> GPTConfig:
+    """The GPTConfig of one of the book's tiny models (a key of TINY_CONFIGS), with overrides."""
+    if name not in TINY_CONFIGS:
+        raise KeyError(f"unknown tiny config {name!r}; valid: {sorted(TINY_CONFIGS)}")
+    valid = {f.name for f in fields(GPTConfig)}
+    if set(overrides) - valid:
+        raise ValueError(f"unknown GPTConfig fields {sorted(set(overrides) - valid)}; valid: {sorted(valid)}")
+    return GPTConfig(**{**TINY_CONFIGS[name], **overrides})
+
 
 class RMSNorm(nn.Module):
     """x / sqrt(mean(x^2) + eps) * weight, computed in float32 (Zhang & Sennrich 2019)."""
@@ -419,7 +443,6 @@ def load_pretrained(name_or_path="target"):
     model.eval()
     tokenizer = None
     if blob["tokenizer"] is not None:
-        from .tokenizer import BPETokenizer
         tokenizer = BPETokenizer.from_dict(blob["tokenizer"])
     return model, tokenizer
 

@@ -27,16 +27,16 @@ from __future__ import annotations
 
 import heapq
 import math
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Iterable, Sequence
 
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
-from .zero import model_state_bytes
 from .checks import positive_int
+from .zero import model_state_bytes
 
 __all__ = [
     # tensor parallelism
@@ -161,7 +161,7 @@ class ColumnParallelLinear(nn.Module):
         self.input_is_replicated = input_is_replicated
 
     @classmethod
-    def from_linear(cls, linear: nn.Linear, rank: int, world_size: int, **kw) -> "ColumnParallelLinear":
+    def from_linear(cls, linear: nn.Linear, rank: int, world_size: int, **kw) -> ColumnParallelLinear:
         """Shard an existing bias-free nn.Linear by output features."""
         _check_linear(linear)
         _check_rank(rank, world_size)
@@ -187,7 +187,7 @@ class RowParallelLinear(nn.Module):
         self.weight = nn.Parameter(weight_shard)
 
     @classmethod
-    def from_linear(cls, linear: nn.Linear, rank: int, world_size: int) -> "RowParallelLinear":
+    def from_linear(cls, linear: nn.Linear, rank: int, world_size: int) -> RowParallelLinear:
         """Shard an existing bias-free nn.Linear by input features."""
         _check_linear(linear)
         _check_rank(rank, world_size)
@@ -279,7 +279,7 @@ class TensorParallelBlock(nn.Module):
         self.attn_norm, self.attn, self.mlp_norm, self.mlp = attn_norm, attn, mlp_norm, mlp
 
     @classmethod
-    def from_block(cls, block: nn.Module, rank: int, world_size: int) -> "TensorParallelBlock":
+    def from_block(cls, block: nn.Module, rank: int, world_size: int) -> TensorParallelBlock:
         """Shard a model.Block's weights for `rank` of `world_size` (copies; the block is unchanged)."""
         import copy
 

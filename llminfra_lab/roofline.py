@@ -25,8 +25,8 @@ from __future__ import annotations
 import math
 import numbers
 import time
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Iterable, Sequence
 
 from llminfra_lab import hardware
 from llminfra_lab.checks import positive_int, positive_number
@@ -276,7 +276,7 @@ def accelerator_table_markdown(names: Sequence[str] | None = None) -> str:
 
 def roofline_plot(accelerators: Sequence[str] = ("A100-SXM-80GB", "H100-SXM", "B200", "MI300X", "Ascend-910C"),
                   precision: str = "bf16", kernels: Iterable[KernelCost] = (),
-                  measured: "MachineMeasurement | None" = None, on: str | None = None,
+                  measured: MachineMeasurement | None = None, on: str | None = None,
                   intensity_range: tuple[float, float] = (0.05, 5000.0), ax=None):
     """Log-log roofline of several accelerators, with kernels placed as points.
 

@@ -36,14 +36,14 @@ import re
 import sys
 import unicodedata
 from collections import Counter
-from functools import lru_cache
+from functools import cache
 
 __all__ = ["BPETokenizer", "pretokenize", "byte_order"]
 
 
 # ----------------------------------------------------------------------------- pre-tokenizer
 
-@lru_cache(maxsize=None)
+@cache
 def _gpt2_pattern() -> re.Pattern:
     r"""GPT-2's split pattern with \p{L}, \p{N} and \s spelled out as character classes.
 
@@ -81,7 +81,7 @@ def pretokenize(text: str) -> list[str]:
     return _gpt2_pattern().findall(text)
 
 
-@lru_cache(maxsize=None)
+@cache
 def byte_order() -> tuple[int, ...]:
     """The 256 byte values in GPT-2's byte-to-unicode order (the order of their base ids).
 

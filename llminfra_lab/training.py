@@ -27,8 +27,8 @@ from pathlib import Path
 
 import torch
 
-from .economics import training_flops
 from .checks import positive_int
+from .economics import training_flops
 
 __all__ = [
     # optimizer, schedule, clipping

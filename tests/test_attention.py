@@ -1,8 +1,6 @@
 """Naive and tiled attention against PyTorch's scaled_dot_product_attention; IO counts by brute force."""
 from __future__ import annotations
 
-import math
-
 import pytest
 import torch
 import torch.nn.functional as F
@@ -10,9 +8,17 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from llminfra_lab.attention import (
-    HBMTraffic, attention_io_table, blocks_for_sram, merge_partials, naive_attention,
-    naive_attention_hbm_bytes, naive_attention_hbm_elements, plot_attention_io, tiled_attention,
-    tiled_attention_hbm_bytes, tiled_attention_hbm_elements,
+    HBMTraffic,
+    attention_io_table,
+    blocks_for_sram,
+    merge_partials,
+    naive_attention,
+    naive_attention_hbm_bytes,
+    naive_attention_hbm_elements,
+    plot_attention_io,
+    tiled_attention,
+    tiled_attention_hbm_bytes,
+    tiled_attention_hbm_elements,
 )
 
 torch.set_num_threads(1)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from pathlib import Path
 
 import pytest
@@ -52,12 +53,21 @@ def test_every_citation_key_is_in_references_bib():
 
 
 @pytest.mark.parametrize("lab", sorted(ROOT.glob("labs/*.ipynb")), ids=lambda p: p.name)
-def test_lab_setup_cell_points_at_the_configured_repository(lab):
-    url = yaml.safe_load((ROOT / "_config.yml").read_text(encoding="utf-8"))["repository"]["url"]
+def test_lab_opens_with_its_title_then_the_shared_setup_cell(lab):
+    """Cell 1 is the title; cell 2 is the set-up cell of tools/sync_setup_cell.py (repository URL
+    from _config.yml, torch range from pyproject.toml and the Makefile), folded on the website."""
+    sys.path.insert(0, str(ROOT / "tools"))
+    try:
+        import sync_setup_cell
+    finally:
+        sys.path.pop(0)
     cells = json.loads(lab.read_text(encoding="utf-8"))["cells"]
-    first = "".join(next(c for c in cells if c["cell_type"] == "code")["source"])
-    assert f'REPO_URL = "{url}"' in first, f"{lab.name}: run `make sync-url`"
-    assert "find_spec(\"llminfra_lab\") is None" in first
+    assert cells[0]["cell_type"] == "markdown" and "".join(cells[0]["source"]).startswith("# Lab ")
+    setup = cells[1]
+    assert setup["cell_type"] == "code", f"{lab.name}: the set-up cell must follow the title"
+    assert "".join(setup["source"]) == sync_setup_cell.setup_cell_source(), f"{lab.name}: run `make sync-setup`"
+    assert setup["metadata"].get("tags") == sync_setup_cell.TAGS
+    assert "torch>=" + sync_setup_cell.settings()["torch_min"] in (ROOT / "pyproject.toml").read_text()
 
 
 def test_chapter_map_links_published_chapters_and_marks_the_rest():

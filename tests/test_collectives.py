@@ -21,7 +21,6 @@ from hypothesis import strategies as st
 
 from llminfra_lab import collectives as C
 
-
 # ---------------------------------------------------------------------------------------
 # The chapter's checks
 # ---------------------------------------------------------------------------------------
@@ -268,40 +267,6 @@ def test_chunk_sizes_match_tensor_split(numel, world):
 # launch: errors, and a small real measurement
 # ---------------------------------------------------------------------------------------
 
-def test_launch_propagates_a_failing_rank_with_its_traceback():
-    """Rank 0 computes log(0) and raises; launch re-raises it as RuntimeError naming the
-    rank and carrying the child's traceback, and does not wait for the timeout."""
-    with pytest.raises(RuntimeError) as info:
-        C.launch(math.log, 2, timeout_s=60)   # fn(rank, world_size) = log(rank, base=2)
-    text = str(info.value)
-    assert "rank 0 of 2 failed" in text
-    assert "Traceback" in text and "ValueError" in text
-
-
-def test_launch_returns_tensors_that_outlive_the_ranks():
-    """A rank's tensor comes back intact after its process has exited (not as a handle to
-    shared memory that died with it)."""
-    out = C.launch(torch.arange, 2, timeout_s=60)   # fn(rank, world_size) = arange(rank, 2)
-    assert [t.tolist() for t in out] == [[0, 1], [1]]
-
-
-def test_launch_retries_when_its_port_is_taken(monkeypatch):
-    """Another program can grab the free port between _free_port and rank 0's bind; launch
-    retries that start-up race (EADDRINUSE) with a fresh port instead of failing."""
-    busy = socket.socket()
-    busy.bind(("127.0.0.1", 0))
-    busy.listen()
-    real = C._free_port
-    ports = iter([busy.getsockname()[1]])
-    monkeypatch.setattr(C, "_free_port", lambda: next(ports, None) or real())
-    try:
-        assert C.launch(divmod, 2, timeout_s=60) == [(0, 0), (0, 1)]
-    finally:
-        busy.close()
-    assert C._port_clash("DistNetworkError: ... name: EADDRINUSE, message: address already in use")
-    assert not C._port_clash("ValueError: math domain error")
-
-
 def test_measure_collective_runs_and_fits():
     m = C.measure_collective(2, [4096, 262144], repeats=1, timeout_s=90)
     assert m.world_size == 2 and m.sizes_bytes == (4096, 262144)
@@ -345,19 +310,6 @@ def test_ring_on_one_rank_and_bad_tensors(one_rank_group):
 # ---------------------------------------------------------------------------------------
 # Bad input
 # ---------------------------------------------------------------------------------------
-
-def test_launch_rejects_bad_input():
-    with pytest.raises(ValueError, match="callable"):
-        C.launch(42, 2)
-    with pytest.raises(ValueError, match="world_size"):
-        C.launch(math.log, 0)
-    with pytest.raises(ValueError, match="backend"):
-        C.launch(math.log, 2, backend="mpi")
-    with pytest.raises(ValueError, match="timeout_s"):
-        C.launch(math.log, 2, timeout_s=0)
-    with pytest.raises(ValueError, match="threads_per_rank"):
-        C.launch(math.log, 2, threads_per_rank=0)
-
 
 def test_ring_functions_need_a_process_group():
     assert not dist.is_initialized()

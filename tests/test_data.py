@@ -6,8 +6,16 @@ import pytest
 import torch
 
 from llminfra_lab.data import (
-    CORPUS_KINDS, RECORD_SCHEMA, arithmetic_answer, arithmetic_problems, arithmetic_reward, arithmetic_split,
-    batches, corpus, json_records, stories,
+    CORPUS_KINDS,
+    RECORD_SCHEMA,
+    arithmetic_answer,
+    arithmetic_problems,
+    arithmetic_reward,
+    arithmetic_split,
+    batches,
+    corpus,
+    json_records,
+    stories,
 )
 
 PROBLEM = re.compile(r"^(\d+)([+\-*])(\d+)=(-?\d+)$")

@@ -6,8 +6,19 @@ import torch
 import torch.nn.functional as F
 
 from llminfra_lab.model import (
-    GPT, MLP, Attention, GPTConfig, KVCache, RMSNorm, apply_rope, causal_attention, filter_logits, generate,
-    load_pretrained, rope_frequencies, save_pretrained,
+    GPT,
+    MLP,
+    Attention,
+    GPTConfig,
+    KVCache,
+    RMSNorm,
+    apply_rope,
+    causal_attention,
+    filter_logits,
+    generate,
+    load_pretrained,
+    rope_frequencies,
+    save_pretrained,
 )
 from llminfra_lab.tokenizer import BPETokenizer
 

@@ -12,13 +12,11 @@ import math
 import pytest
 import torch
 from torch import nn
-
 from torch.multiprocessing.reductions import StorageWeakRef
 
 from llminfra_lab import zero
 from llminfra_lab.collectives import launch
 from llminfra_lab.model import GPT
-
 
 # ----------------------------------------------------------------------------- the calculator
 
