@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 import torch
 
-from llminfra_lab import roofline
+from llminfra_lab import precision, roofline
 from llminfra_lab.checks import positive_int
 
 __all__ = [
@@ -244,7 +244,7 @@ def naive_attention_hbm_elements(seq_len: int, head_dim: int, batch_heads: int =
     positive_int("head_dim", head_dim)
     positive_int("batch_heads", batch_heads)
     cost = roofline.attention_cost_naive(1, batch_heads, seq_len, seq_len, head_dim, dtype="fp32")
-    return int(cost.bytes) // roofline.DTYPE_BYTES["fp32"]
+    return int(cost.bytes // precision.bytes_per_element("fp32"))
 
 
 def naive_attention_hbm_bytes(seq_len: int, head_dim: int, dtype_bytes: int = 2, batch_heads: int = 1) -> int:
