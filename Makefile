@@ -1,7 +1,8 @@
 # Two commands a reader needs:  make book  and  make test.
-# Both create .venv with python3 (>= 3.10) and install everything pinned.
-# torch is installed first from TORCH_SPEC, so nothing else can pull another build;
-# override it, e.g. for the CPU wheel on a Linux laptop:
+# Both create .venv with python3 (>= 3.11) and install everything pinned:
+# torch first from TORCH_SPEC, so nothing else can pull another build, then the package
+# and its extras at the exact versions of constraints.txt (refresh: make constraints).
+# Override the torch spec, e.g. for the CPU wheel on a Linux laptop:
 #   make test TORCH_SPEC="torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu"
 
 PYTHON ?= python3
@@ -11,24 +12,33 @@ TORCH_SPEC ?= torch==2.13.0
 TRITON_SPEC ?= triton==3.7.1; platform_system == "Linux" and platform_machine == "x86_64"
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check
+# Every install after torch's: the pinned versions, and the torch already installed, so
+# that no package can pull another torch. (A `-c` given here adds to any `constraint` in
+# pip's configuration files; it does not replace it.)
+PINNED := -c constraints.txt -c $(VENV)/torch-pin.txt
+NBVAL := --nbval --nbval-sanitize-with labs/sanitize.cfg
+# Developers' loop: what `make fast` leaves out (both markers are registered in pyproject.toml).
+FAST_MARKERS := not slow and not distributed
 
-.PHONY: book test unit labs serve audit clean sync-setup
+.PHONY: book test unit fast labs labs-portable lint serve sync-setup constraints clean
 
-$(VENV)/.base: pyproject.toml
-	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 10), "Python >= 3.10 is needed, found " + sys.version'
+# The environment: torch from TORCH_SPEC, then triton, then the package, all pinned.
+$(VENV)/.base: pyproject.toml constraints.txt
+	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python >= 3.11 is needed (constraints.txt pins packages that need it), found " + sys.version'
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q $(TORCH_SPEC)
-	$(PIP) install -q '$(TRITON_SPEC)'
-	$(PIP) install -q -e .
+	$(PY) -c 'import importlib.metadata as m; print("torch==" + m.version("torch"))' > $(VENV)/torch-pin.txt
+	$(PIP) install -q $(PINNED) '$(TRITON_SPEC)'
+	$(PIP) install -q $(PINNED) -e .
 	touch $@
 
-$(VENV)/.book: $(VENV)/.base pyproject.toml
-	$(PIP) install -q -e ".[book]"
+$(VENV)/.book: $(VENV)/.base
+	$(PIP) install -q $(PINNED) -e ".[book]"
 	touch $@
 
-$(VENV)/.test: $(VENV)/.base pyproject.toml
-	$(PIP) install -q -e ".[test,peers]"
+$(VENV)/.test: $(VENV)/.base
+	$(PIP) install -q $(PINNED) -e ".[test,peers]"
 	touch $@
 
 ## make book: build the website into _build/html (warnings are errors)
@@ -36,15 +46,36 @@ book: $(VENV)/.book
 	$(VENV)/bin/jupyter-book build . -W -n --keep-going
 	@echo "The book is in $(CURDIR)/_build/html/index.html  (preview: make serve)"
 
-## make test: unit tests, then every lab re-executed and compared under nbval
+## make test: every unit test, then every lab re-executed and compared under nbval
 test: $(VENV)/.test
-	$(PY) -m pytest --nbval --nbval-sanitize-with labs/sanitize.cfg tests labs
+	$(PY) -m pytest $(NBVAL) tests labs
 
+## make unit: every unit test (slow and distributed ones included)
 unit: $(VENV)/.test
 	$(PY) -m pytest tests
 
+## make fast: the unit tests without those marked slow or distributed, for development
+fast: $(VENV)/.test
+	$(PY) -m pytest -m "$(FAST_MARKERS)" tests
+
+## make labs: every lab re-executed and compared with its stored outputs
 labs: $(VENV)/.test
-	$(PY) -m pytest --nbval labs --nbval-sanitize-with labs/sanitize.cfg
+	$(PY) -m pytest $(NBVAL) labs
+
+## make labs-portable: the labs again, with torch's portable CPU kernels (no AVX2/AVX-512),
+## so an output that depends on the CPU's kernels fails here as on another machine
+labs-portable: $(VENV)/.test
+	ATEN_CPU_CAPABILITY=default $(PY) -m pytest $(NBVAL) labs
+
+## make lint: ruff, configured in pyproject.toml, over the package, tests, tools and labs
+lint: $(VENV)/.lint
+	$(VENV)/bin/ruff check .
+
+# ruff alone, at its pinned version, so that lint runs before the full environment exists
+$(VENV)/.lint: constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q -c constraints.txt ruff
+	touch $@
 
 ## make serve: preview the built book at http://localhost:8000
 serve:
@@ -54,6 +85,22 @@ serve:
 ## (repository URL from _config.yml, torch range from pyproject.toml and TORCH_SPEC)
 sync-setup: $(VENV)/.base
 	$(PY) tools/sync_setup_cell.py
+
+## make constraints: resolve the newest versions pyproject.toml allows beside TORCH_SPEC in
+## a scratch environment and write them to constraints.txt; then run make test and make
+## book, and commit constraints.txt if both pass
+constraints:
+	rm -rf $(VENV)-constraints
+	$(PYTHON) -m venv $(VENV)-constraints
+	$(VENV)-constraints/bin/python -m pip install -q --upgrade pip
+	$(VENV)-constraints/bin/python -m pip install -q $(TORCH_SPEC)
+	$(VENV)-constraints/bin/python -c 'import importlib.metadata as m; print("torch==" + m.version("torch"))' \
+		> $(VENV)-constraints/torch-pin.txt
+	$(VENV)-constraints/bin/python -m pip install -q -c $(VENV)-constraints/torch-pin.txt '$(TRITON_SPEC)'
+	$(VENV)-constraints/bin/python -m pip install -q -c $(VENV)-constraints/torch-pin.txt -e ".[book,test,peers]"
+	$(VENV)-constraints/bin/python tools/write_constraints.py constraints.txt
+	rm -rf $(VENV)-constraints
+	@echo "constraints.txt rewritten; now run: make test book   (then commit constraints.txt)"
 
 clean:
 	rm -rf _build .pytest_cache
