@@ -13,24 +13,21 @@ from __future__ import annotations
 import itertools
 import math
 
-import matplotlib
+import matplotlib.pyplot as plt
+import pytest
+import torch
+import torch.nn.functional as F
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-matplotlib.use("Agg")
+from llminfra_lab import memory
+from llminfra_lab import parallel as par
+from llminfra_lab.catalog import model_spec
+from llminfra_lab.hardware import accelerator
+from llminfra_lab.launch import launch
+from llminfra_lab.model import GPT, tiny_config
 
-import matplotlib.pyplot as plt  # noqa: E402
-import pytest  # noqa: E402
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-from hypothesis import given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
-
-from llminfra_lab import parallel as par  # noqa: E402
-from llminfra_lab.catalog import model_spec  # noqa: E402
-from llminfra_lab.collectives import launch  # noqa: E402
-from llminfra_lab.hardware import accelerator  # noqa: E402
-from llminfra_lab.model import GPT, GPTConfig  # noqa: E402
-
-TINY = dict(vocab_size=64, n_layer=2, n_head=4, n_kv_head=2, d_model=32, d_ff=88, max_seq_len=16)
+TINY = tiny_config("test")
 
 
 # ----------------------------------------------------------------------------- brute force
@@ -320,7 +317,7 @@ def _simulated_tp(module_factory, world_size, x, run):
 def test_tp_mlp_matches_unsharded_in_one_process(world_size):
     """Tensor-parallel MLP output equals the unsharded MLP (float32, <= 1e-5), and so do the
     gradients (Shoeybi et al. 2019): shards simulated in one process and summed."""
-    model = GPT(GPTConfig(**TINY), seed=3)
+    model = GPT(TINY, seed=3)
     mlp = model.blocks[0].mlp
     x = torch.randn(2, 5, 32, generator=torch.Generator().manual_seed(0))
     out, x_grad, shards = _simulated_tp(lambda r: par.TensorParallelMLP(mlp, r, world_size), world_size, x,
@@ -338,7 +335,7 @@ def test_tp_mlp_matches_unsharded_in_one_process(world_size):
 def test_tp_attention_matches_unsharded_in_one_process():
     """Heads split across 2 ranks, GQA groups kept on one rank: summed outputs equal the
     model's Attention (float32, <= 1e-5)."""
-    model = GPT(GPTConfig(**TINY), seed=4)
+    model = GPT(TINY, seed=4)
     attn = model.blocks[1].attn
     x = torch.randn(2, 6, 32, generator=torch.Generator().manual_seed(1))
     cos, sin = model.rope_cos[:6], model.rope_sin[:6]
@@ -367,7 +364,7 @@ def test_f_and_g_are_conjugate_and_logged():
 
 
 def test_tp_bad_input():
-    model = GPT(GPTConfig(**TINY), seed=0)
+    model = GPT(TINY, seed=0)
     with pytest.raises(ValueError, match="torch.Tensor"):
         par.copy_to_tp([1.0])
     with pytest.raises(ValueError, match="torch.Tensor"):
@@ -406,7 +403,7 @@ def test_tp_mlp_two_processes_equals_unsharded():
     one all-reduce forward (g) and one backward (f)."""
     x = torch.randn(2, 6, 32, generator=torch.Generator().manual_seed(5))
     ranks = launch(par.tp_block_worker, 2, TINY, x, part="mlp", lr=0.1, seed=7)
-    mlp = GPT(GPTConfig(**TINY), seed=7).blocks[0].mlp
+    mlp = GPT(TINY, seed=7).blocks[0].mlp
     xr = x.clone().requires_grad_(True)
     ref = mlp(xr)
     (ref.pow(2).sum() / 2).backward()
@@ -428,7 +425,7 @@ def test_tp_block_two_processes_four_allreduces():
     forward and 2 backward (Shoeybi et al. 2019, Sec. 3)."""
     x = torch.randn(2, 6, 32, generator=torch.Generator().manual_seed(6))
     ranks = launch(par.tp_block_worker, 2, TINY, x, part="block", seed=2)
-    model = GPT(GPTConfig(**TINY), seed=2)
+    model = GPT(TINY, seed=2)
     block = model.blocks[0]
     xr = x.clone().requires_grad_(True)
     ref = block(xr, model.rope_cos[:6], model.rope_sin[:6])
@@ -456,7 +453,7 @@ def test_dp_step_equals_single_process_large_batch():
     x = torch.randint(0, 64, (4, 8), generator=gen)
     y = torch.randint(0, 64, (4, 8), generator=gen)
     ranks = launch(par.dp_step_worker, 2, TINY, x, y, lr=0.5, seed=1, bucket_bytes=8192)
-    model = GPT(GPTConfig(**TINY), seed=1)                      # the plain one-process step
+    model = GPT(TINY, seed=1)                      # the plain one-process step
     logits = model(x)
     loss = F.cross_entropy(logits.reshape(-1, 64), y.reshape(-1))
     loss.backward()
@@ -471,7 +468,7 @@ def test_dp_step_equals_single_process_large_batch():
 def test_tp_shard_dim_rebuilds_every_block_parameter():
     """Concatenating two ranks' shards along tp_shard_dim gives back each full parameter of
     the model's Block (norms are replicated), and unknown names are refused."""
-    block = GPT(GPTConfig(**TINY), seed=3).blocks[0]
+    block = GPT(TINY, seed=3).blocks[0]
     shards = [dict(par.TensorParallelBlock.from_block(block, r, 2).named_parameters()) for r in range(2)]
     for name, full in block.named_parameters():
         dim = par.tp_shard_dim(name)
@@ -526,24 +523,22 @@ def test_activation_memory_follows_korthikanti():
     assert staged["activations"] == pytest.approx(sel / 8 * 8)  # 12 layers x 8 micro-batches = 96 layers
 
 
-def test_layout_memory_agrees_with_zero_module():
-    """parallel.layout_memory_bytes and chapter 7's zero module must not drift apart: its
-    model states equal zero.model_state_bytes of the params / (TP x PP) slice, and its
-    "none"/"selective" activations equal zero.activation_bytes_per_layer with sequence
-    parallelism (Korthikanti et al. 2022, Table 2) times layers and in-flight micro-batches."""
-    from llminfra_lab import zero
-
+def test_layout_memory_calls_the_one_memory_definition():
+    """parallel.layout_memory_bytes uses the book's one definition of training memory: its
+    model states equal memory.model_state_bytes of the params / (TP x PP) slice, and its
+    activations equal memory.activation_bytes_per_layer with sequence parallelism
+    (Korthikanti et al. 2022, Table 2) times layers and in-flight micro-batches."""
     for stage, (tp, pp, dp) in itertools.product(range(4), [(1, 1, 64), (8, 4, 32), (2, 16, 8)]):
         mem = par.layout_memory_bytes(70e9, 80, 8192, tp=tp, pp=pp, dp=dp, seq_len=4096, micro_batch=1,
                                       microbatches=16, n_heads=64, zero_stage=stage)
-        ref = zero.model_state_bytes(70e9 / (tp * pp), stage, dp)
+        ref = memory.model_state_bytes(70e9 / (tp * pp), stage, dp)
         assert (mem["weights"], mem["grads"], mem["optimizer"]) == pytest.approx(
             (ref["params"], ref["grads"], ref["optimizer"]))
-        for recompute in ("none", "selective"):
+        for recompute in ("none", "selective", "full"):
             acts = par.layout_memory_bytes(70e9, 80, 8192, tp=tp, pp=pp, dp=dp, seq_len=4096, micro_batch=1,
                                            microbatches=16, n_heads=64, recompute=recompute)["activations"]
-            per_layer = zero.activation_bytes_per_layer(4096, 1, 8192, 64, tensor_parallel=tp,
-                                                        sequence_parallel=True, recompute=recompute)
+            per_layer = memory.activation_bytes_per_layer(4096, 1, 8192, 64, tensor_parallel=tp,
+                                                          sequence_parallel=True, recompute=recompute)
             assert acts == pytest.approx(per_layer * math.ceil(80 / pp) * min(pp, 16))
 
 
