@@ -295,6 +295,44 @@ def test_plots_draw_every_op():
     plt.close("all")
 
 
+@pytest.mark.parametrize("world_size", [1, 2, 4])
+def test_tp_mlp_schematic_draws_one_lane_per_rank(drawn, world_size):
+    """The schematic shows, per rank, A cut into N column strips and B into N row strips with
+    exactly this rank's strip coloured, plus the f and g operators."""
+    ax = par.plot_tp_mlp_schematic(world_size)
+    drawn(ax, min_artists=2 * world_size * world_size + world_size + 2, title="Megatron MLP")
+    texts = [t.get_text() for t in ax.texts]
+    assert sum(t.startswith("rank ") for t in texts) == world_size
+    assert "f" in texts and "g" in texts
+    with pytest.raises(ValueError, match="int >= 1"):
+        par.plot_tp_mlp_schematic(0)
+    with pytest.raises(ValueError, match="at most 8"):
+        par.plot_tp_mlp_schematic(9)
+
+
+@pytest.mark.parametrize("p", [1, 2, 3, 4, 8])
+@pytest.mark.parametrize("m", [1, 4, 8, 16, 24])
+def test_bubble_fraction_formula_equals_the_simulated_timeline(p, m):
+    """parallel.bubble_fraction, the formula of Narayanan et al. 2021 ((p-1)/m for GPipe and
+    1F1B, (p-1)/(vm) interleaved), equals the bubble measured on the simulated timeline."""
+    for name in ("gpipe", "1f1b"):
+        assert par.bubble_fraction(name, p, m) == pytest.approx(par.pipeline_schedule(name, p, m).bubble_fraction,
+                                                                 abs=1e-12)
+    if m % p == 0:
+        for v in (2, 3):
+            assert par.bubble_fraction("interleaved", p, m, v) == pytest.approx(
+                par.pipeline_schedule("interleaved", p, m, v).bubble_fraction, abs=1e-12)
+
+
+def test_bubble_fraction_bad_input():
+    with pytest.raises(KeyError, match="unknown schedule"):
+        par.bubble_fraction("dualpipe", 4, 8)
+    with pytest.raises(ValueError, match="int >= 1"):
+        par.bubble_fraction("1f1b", 0, 8)
+    with pytest.raises(ValueError, match="applies to .interleaved. only"):
+        par.bubble_fraction("1f1b", 4, 8, v=2)
+
+
 # ----------------------------------------------------------------------------- tensor parallelism, one process
 
 def _simulated_tp(module_factory, world_size, x, run):
@@ -363,6 +401,38 @@ def test_f_and_g_are_conjugate_and_logged():
     assert [n for _, n in log] == [12, 12]
 
 
+@pytest.mark.parametrize("world_size", [1, 2, 3, 4])
+def test_shard_linear_weight_pieces_rebuild_the_weight_and_the_output(world_size):
+    """Column shards stacked along the output features, and row shards along the input
+    features, rebuild the weight; column outputs concatenate and row partial outputs sum
+    to x W^T (torch.nn.functional.linear on the whole weight)."""
+    g = torch.Generator().manual_seed(world_size)
+    w = torch.randn(12, 24, generator=g)
+    x = torch.randn(5, 24, generator=g)
+    cols = [par.shard_linear_weight(w, r, world_size, "column") for r in range(world_size)]
+    rows = [par.shard_linear_weight(w, r, world_size, "row") for r in range(world_size)]
+    assert all(c.shape == (12 // world_size, 24) for c in cols) and all(r.shape == (12, 24 // world_size) for r in rows)
+    assert torch.equal(torch.cat(cols, 0), w) and torch.equal(torch.cat(rows, 1), w)
+    full = F.linear(x, w)
+    assert torch.allclose(torch.cat([F.linear(x, c) for c in cols], -1), full, atol=1e-5)
+    xs = x.chunk(world_size, dim=-1)
+    assert torch.allclose(sum(F.linear(xi, ri) for xi, ri in zip(xs, rows)), full, atol=1e-5)
+    cols[0].add_(1.0)                                    # a copy: the layer's weight is untouched
+    assert torch.equal(torch.cat(rows, 1), w)
+
+
+def test_shard_linear_weight_bad_input():
+    w = torch.zeros(6, 4)
+    with pytest.raises(ValueError, match="2-D"):
+        par.shard_linear_weight(torch.zeros(3), 0, 1, "row")
+    with pytest.raises(ValueError, match="style"):
+        par.shard_linear_weight(w, 0, 2, "diagonal")
+    with pytest.raises(ValueError, match="not divisible"):
+        par.shard_linear_weight(w, 0, 4, "column")
+    with pytest.raises(ValueError, match="rank"):
+        par.shard_linear_weight(w, 2, 2, "row")
+
+
 def test_tp_bad_input():
     model = GPT(TINY, seed=0)
     with pytest.raises(ValueError, match="torch.Tensor"):
@@ -393,10 +463,14 @@ def test_tp_bad_input():
         par.TensorParallelBlock.from_block(model.blocks[0].mlp, 0, 2)
     with pytest.raises(ValueError, match="part"):
         par.tp_block_worker(0, 1, TINY, torch.zeros(1, 2, 32), part="attention")
+    with pytest.raises(ValueError, match="GPTConfig"):
+        par.tp_block_worker(0, 1, "test", torch.zeros(1, 2, 32))
 
 
 # ----------------------------------------------------------------------------- real processes (gloo)
 
+@pytest.mark.distributed
+@pytest.mark.slow
 def test_tp_mlp_two_processes_equals_unsharded():
     """Tensor-parallel MLP output equals the unsharded MLP (float32, <= 1e-5) on 2 gloo
     processes (Shoeybi et al. 2019): outputs, input and weight gradients, updated weights;
@@ -420,6 +494,8 @@ def test_tp_mlp_two_processes_equals_unsharded():
         assert (new - (w - 0.1 * w.grad)).abs().max() <= 1e-5
 
 
+@pytest.mark.distributed
+@pytest.mark.slow
 def test_tp_block_two_processes_four_allreduces():
     """A tensor-parallel transformer block equals the model's Block and costs 2 all-reduces
     forward and 2 backward (Shoeybi et al. 2019, Sec. 3)."""
@@ -446,6 +522,8 @@ def test_tp_block_two_processes_four_allreduces():
             assert (g - p.grad).abs().max() <= 1e-5
 
 
+@pytest.mark.distributed
+@pytest.mark.slow
 def test_dp_step_equals_single_process_large_batch():
     """A 2-process data-parallel SGD step (bucketed gradient all-reduce) gives the same loss,
     gradients and updated weights as one process on the whole batch (float32, <= 1e-6)."""
