@@ -18,8 +18,12 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import KW_ONLY, dataclass
+from typing import TYPE_CHECKING
 
-from llminfra_lab.checks import positive_int
+from llminfra_lab.checks import nonnegative_int, positive_int
+
+if TYPE_CHECKING:   # for the type hints only: importing model here would load torch
+    from llminfra_lab.model import GPTConfig
 
 __all__ = ["ModelSpec", "MODELS", "model_spec", "spec_from_gpt_config", "gpt_config_fields"]
 
@@ -57,9 +61,7 @@ class ModelSpec:
             value = getattr(self, field_name)
             positive_int(f"ModelSpec.{field_name}", value)
         for field_name in ("n_shared_experts", "n_dense_layers", "qk_rope_head_dim", "mtp_layers"):
-            value = getattr(self, field_name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ValueError(f"ModelSpec.{field_name} must be an int >= 0, got {value!r}")
+            nonnegative_int(f"ModelSpec.{field_name}", getattr(self, field_name))
         if self.n_heads % self.n_kv_heads:
             raise ValueError(f"n_heads ({self.n_heads}) must be a multiple of n_kv_heads ({self.n_kv_heads})")
         if self.experts_per_token > self.n_experts:
@@ -213,7 +215,7 @@ _GPT_TO_SPEC = {"n_layer": "n_layers", "d_model": "d_model", "n_head": "n_heads"
                 "d_ff": "d_ff", "vocab_size": "vocab_size", "tie_embeddings": "tied_embeddings"}
 
 
-def spec_from_gpt_config(cfg, name: str = "tiny-gpt") -> ModelSpec:
+def spec_from_gpt_config(cfg: GPTConfig, name: str = "tiny-gpt") -> ModelSpec:
     """A ModelSpec of the tiny GPT's `GPTConfig` `cfg`, so the catalog's counting, memory and
     cost functions apply to it. params_published is the count itself (nothing is published)."""
     missing = [f for f in (*_GPT_TO_SPEC, "head_dim") if not hasattr(cfg, f)]
@@ -225,7 +227,7 @@ def spec_from_gpt_config(cfg, name: str = "tiny-gpt") -> ModelSpec:
     return dataclasses.replace(spec, params_published=float(spec.total_params()))
 
 
-def gpt_config_fields(spec: ModelSpec) -> dict:
+def gpt_config_fields(spec: ModelSpec) -> dict[str, int | bool]:
     """The GPTConfig keyword arguments for a dense, non-MLA catalog model whose head_dim is
     d_model / n_heads (the tiny GPT's layout): `GPTConfig(**gpt_config_fields(spec))`."""
     if not isinstance(spec, ModelSpec):

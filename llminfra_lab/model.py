@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from llminfra_lab.checks import positive_int
+from llminfra_lab.checks import nonnegative_int, positive_int
 from llminfra_lab.tokenizer import BPETokenizer
 
 __all__ = [
@@ -84,7 +84,7 @@ TINY_CONFIGS: dict[str, dict] = {
 }
 
 
-def tiny_config(name: str = "small", **overrides) -> GPTConfig:
+def tiny_config(name: str = "small", **overrides: int | float | bool) -> GPTConfig:
     """The GPTConfig of one of the book's tiny models (a key of TINY_CONFIGS), with overrides."""
     if name not in TINY_CONFIGS:
         raise KeyError(f"unknown tiny config {name!r}; valid: {sorted(TINY_CONFIGS)}")
@@ -108,7 +108,7 @@ class RMSNorm(nn.Module):
         return (normed * self.weight.float()).to(x.dtype)
 
 
-def rope_frequencies(head_dim: int, max_seq_len: int, theta: float = 10000.0):
+def rope_frequencies(head_dim: int, max_seq_len: int, theta: float = 10000.0) -> tuple[torch.Tensor, torch.Tensor]:
     """Rotary-embedding tables (Su et al. 2021): cos and sin, each (max_seq_len, head_dim // 2).
 
     Pair i of a head (dims i and i + head_dim/2) turns by angle pos * theta^(-2i/head_dim).
@@ -162,7 +162,8 @@ class Attention(nn.Module):
         self.wv = nn.Linear(cfg.d_model, cfg.n_kv_head * cfg.head_dim, bias=False)
         self.wo = nn.Linear(cfg.n_head * cfg.head_dim, cfg.d_model, bias=False)
 
-    def forward(self, x, cos, sin, cache: KVCache | None = None, layer: int = 0):
+    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, cache: KVCache | None = None,
+                layer: int = 0) -> torch.Tensor:
         """x (batch, T, d_model); cos/sin (T, head_dim/2) for these T positions."""
         b, t, _ = x.shape
         q = self.wq(x).view(b, t, self.n_head, self.head_dim).transpose(1, 2)
@@ -184,7 +185,7 @@ class MLP(nn.Module):
         self.w_up = nn.Linear(cfg.d_model, cfg.d_ff, bias=False)
         self.w_down = nn.Linear(cfg.d_ff, cfg.d_model, bias=False)
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.w_down(F.silu(self.w_gate(x)) * self.w_up(x))
 
 
@@ -194,7 +195,8 @@ class Block(nn.Module):
         self.attn_norm, self.attn = RMSNorm(cfg.d_model, cfg.norm_eps), Attention(cfg)
         self.mlp_norm, self.mlp = RMSNorm(cfg.d_model, cfg.norm_eps), MLP(cfg)
 
-    def forward(self, x, cos, sin, cache=None, layer=0):
+    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, cache: KVCache | None = None,
+                layer: int = 0) -> torch.Tensor:
         x = x + self.attn(self.attn_norm(x), cos, sin, cache, layer)
         return x + self.mlp(self.mlp_norm(x))
 
@@ -210,7 +212,8 @@ class KVCache:
         self.k, self.v, self.length = k, v, 0
 
     @classmethod
-    def empty(cls, cfg: GPTConfig, batch: int, device=None, dtype=None) -> KVCache:
+    def empty(cls, cfg: GPTConfig, batch: int, device: torch.device | str | None = None,
+              dtype: torch.dtype | None = None) -> KVCache:
         if not isinstance(cfg, GPTConfig):
             raise ValueError(f"cfg must be a GPTConfig, got {type(cfg).__name__}")
         positive_int("batch", batch)
@@ -227,7 +230,7 @@ class KVCache:
     def capacity(self) -> int:
         return self.k[0].shape[2]
 
-    def append(self, layer: int, k: torch.Tensor, v: torch.Tensor):
+    def append(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Write k, v (batch, n_kv_head, T, head_dim) after the cached tokens; return all of them."""
         end = self.length + k.shape[2]
         self.k[layer][:, :, self.length:end] = k
@@ -352,8 +355,7 @@ def generate(model: GPT, idx: torch.Tensor, max_new_tokens: int, *, temperature:
     """Append max_new_tokens sampled tokens to idx (batch, seq); temperature 0 = greedy."""
     if not isinstance(model, GPT):
         raise ValueError(f"model must be a GPT, got {type(model).__name__}")
-    if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 0:
-        raise ValueError(f"max_new_tokens must be an int >= 0, got {max_new_tokens!r}")
+    nonnegative_int("max_new_tokens", max_new_tokens)
     if not isinstance(temperature, (int, float)) or isinstance(temperature, bool) or not temperature >= 0:
         raise ValueError(f"temperature must be a number >= 0, got {temperature!r}")
     if generator is not None and not isinstance(generator, torch.Generator):
@@ -382,7 +384,7 @@ def generate(model: GPT, idx: torch.Tensor, max_new_tokens: int, *, temperature:
 
 # ----------------------------------------------------------------------------- checkpoints
 
-def save_pretrained(model: GPT, tokenizer, path, recipe: dict) -> Path:
+def save_pretrained(model: GPT, tokenizer: BPETokenizer | None, path: str | Path, recipe: dict) -> Path:
     """Write one .pt file: {format, config, state_dict, tokenizer, recipe}. Returns its path.
 
     tokenizer is a BPETokenizer (stored as its to_dict()) or None; recipe is a dict of
@@ -409,7 +411,7 @@ def save_pretrained(model: GPT, tokenizer, path, recipe: dict) -> Path:
     return path
 
 
-def load_pretrained(name_or_path="target"):
+def load_pretrained(name_or_path: str | Path = "target") -> tuple[GPT, BPETokenizer | None]:
     """(GPT, BPETokenizer or None) from a shipped name ("target", "draft") or a .pt path.
 
     The model is in eval mode; its recipe dict is attached as `model.recipe`.

@@ -3,8 +3,8 @@ import dataclasses
 
 import pytest
 
-from llminfra_lab.catalog import MODELS, ModelSpec, model_spec
-from llminfra_lab.model import GPT, GPTConfig
+from llminfra_lab.catalog import MODELS, ModelSpec, gpt_config_fields, model_spec, spec_from_gpt_config
+from llminfra_lab.model import GPT, GPTConfig, tiny_config
 
 REQUIRED = ["llama-2-7b", "llama-2-70b", "llama-3-8b", "llama-3-70b", "llama-3-405b", "mixtral-8x7b",
             "deepseek-v3", "qwen2.5-7b", "qwen2.5-72b"]
@@ -99,22 +99,72 @@ def test_model_spec_lookup():
     assert model_spec("Llama-3-8B") is MODELS["llama-3-8b"]
     with pytest.raises(KeyError, match="llama-3-8b"):
         model_spec("llama-4")
-    with pytest.raises(KeyError):
+    with pytest.raises(KeyError, match="model name must be a str"):
         model_spec(7)
 
 
-@pytest.mark.parametrize("change", [
-    {"n_layers": 0}, {"d_model": -1}, {"n_heads": 1.5}, {"n_kv_heads": 5}, {"n_experts": 0},
-    {"experts_per_token": 9}, {"n_shared_experts": -1}, {"n_dense_layers": 33}, {"params_published": 0},
-    {"source": ""}, {"vocab_size": True},
+@pytest.mark.parametrize("change,match", [
+    ({"n_layers": 0}, "n_layers must be an int >= 1"), ({"d_model": -1}, "d_model must be an int >= 1"),
+    ({"n_heads": 1.5}, "n_heads must be an int >= 1"), ({"n_kv_heads": 5}, r"multiple of n_kv_heads \(5\)"),
+    ({"n_experts": 0}, "n_experts must be an int >= 1"), ({"experts_per_token": 9}, r"exceeds n_experts \(8\)"),
+    ({"n_shared_experts": -1}, "n_shared_experts must be an int >= 0"), ({"n_dense_layers": 33}, r"exceeds n_layers \(32\)"),
+    ({"params_published": 0}, "params_published must be a positive number"), ({"source": ""}, "source must be a non-empty string"),
+    ({"vocab_size": True}, "vocab_size must be an int >= 1"),
 ])
-def test_spec_rejects_bad_values(change):
-    with pytest.raises(ValueError):
+def test_spec_rejects_bad_values(change, match):
+    with pytest.raises(ValueError, match=match):
         dataclasses.replace(model_spec("mixtral-8x7b"), **change)
 
 
 def test_breakdown_rejects_bad_flags():
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="active and include_mtp must be bools"):
         model_spec("llama-3-8b").param_breakdown(active="yes")
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="active and include_mtp must be bools"):
         model_spec("deepseek-v3").total_params(include_mtp=1)
+
+
+# ----------------------------------------------------------------------------- GPTConfig <-> ModelSpec
+
+@pytest.mark.parametrize("name", ["target", "draft", "small", "test"])
+def test_spec_from_gpt_config_counts_the_built_model(name):
+    """The spec of a tiny GPT counts exactly the parameters PyTorch allocates for that GPT
+    (sum of numel over GPT(cfg).parameters(), tied embedding counted once)."""
+    cfg = tiny_config(name)
+    spec = spec_from_gpt_config(cfg, name=f"tiny-{name}")
+    built = sum(p.numel() for p in GPT(cfg).parameters())
+    assert spec.total_params() == spec.active_params() == built == spec.params_published
+    assert (spec.name, spec.n_layers, spec.n_heads, spec.n_kv_heads) == (f"tiny-{name}", cfg.n_layer, cfg.n_head, cfg.n_kv_head)
+    assert spec.tied_embeddings == cfg.tie_embeddings and spec.head_dim == cfg.head_dim
+
+
+@pytest.mark.parametrize("name", ["target", "small"])
+def test_gpt_config_fields_round_trip(name):
+    """GPTConfig -> ModelSpec -> GPTConfig keeps every field the two share (the rest take
+    GPTConfig's defaults)."""
+    cfg = tiny_config(name)
+    back = GPTConfig(**{**gpt_config_fields(spec_from_gpt_config(cfg)), "max_seq_len": cfg.max_seq_len})
+    assert back == cfg
+
+
+def test_gpt_config_fields_of_a_dense_catalog_model():
+    """Llama 2 7B's shape as a GPTConfig; mapped back, it counts the catalog's 6.74B again."""
+    fields = gpt_config_fields(model_spec("llama-2-7b"))
+    assert fields == {"n_layer": 32, "d_model": 4096, "n_head": 32, "n_kv_head": 32, "d_ff": 11008,
+                      "vocab_size": 32000, "tie_embeddings": False}
+    cfg = GPTConfig(**fields)
+    assert spec_from_gpt_config(cfg).total_params() == model_spec("llama-2-7b").total_params()
+
+
+@pytest.mark.parametrize("name,why", [("mixtral-8x7b", "mixtral-8x7b is not a plain dense"),
+                                      ("deepseek-v3", "deepseek-v3 is not a plain dense"),
+                                      ("qwen2.5-7b", "qwen2.5-7b is not a plain dense")])
+def test_gpt_config_fields_refuses_shapes_the_tiny_gpt_cannot_take(name, why):
+    with pytest.raises(ValueError, match=why):
+        gpt_config_fields(model_spec(name))
+
+
+def test_conversions_reject_bad_input():
+    with pytest.raises(ValueError, match="spec must be a ModelSpec"):
+        gpt_config_fields({"n_layers": 2})
+    with pytest.raises(ValueError, match="cfg must be a model.GPTConfig; it lacks"):
+        spec_from_gpt_config({"n_layer": 2})

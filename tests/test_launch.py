@@ -13,7 +13,7 @@ from llminfra_lab import launch as L
 def test_launch_propagates_a_failing_rank_with_its_traceback():
     """Rank 0 computes log(0) and raises; launch re-raises it as RuntimeError naming the
     rank and carrying the child's traceback, and does not wait for the timeout."""
-    with pytest.raises(RuntimeError) as info:
+    with pytest.raises(RuntimeError, match="rank 0 of 2 failed") as info:
         L.launch(math.log, 2, timeout_s=60)   # fn(rank, world_size) = log(rank, base=2)
     text = str(info.value)
     assert "rank 0 of 2 failed" in text

@@ -8,6 +8,7 @@ import torch.nn.functional as F
 from llminfra_lab.model import (
     GPT,
     MLP,
+    TINY_CONFIGS,
     Attention,
     GPTConfig,
     KVCache,
@@ -19,6 +20,7 @@ from llminfra_lab.model import (
     load_pretrained,
     rope_frequencies,
     save_pretrained,
+    tiny_config,
 )
 from llminfra_lab.tokenizer import BPETokenizer
 
@@ -126,7 +128,7 @@ def test_rope_scores_depend_only_on_relative_position():
 
 def test_init_is_deterministic_from_seed():
     a, b, c = GPT(SMALL, seed=3), GPT(SMALL, seed=3), GPT(SMALL, seed=4)
-    for (name, pa), pb, pc in zip(a.state_dict().items(), b.state_dict().values(), c.state_dict().values()):
+    for (name, pa), pb in zip(a.state_dict().items(), b.state_dict().values()):
         assert torch.equal(pa, pb), name
     assert not torch.equal(a.tok_emb.weight, c.tok_emb.weight)
 
@@ -276,6 +278,27 @@ def test_save_load_round_trip(tmp_path, model):
     assert none_tok is None
 
 
+@pytest.mark.parametrize("name", ["target", "draft"])
+def test_tiny_configs_are_the_shipped_checkpoints_shapes(name):
+    """TINY_CONFIGS["target"/"draft"] are the configurations stored in the shipped checkpoints."""
+    model, _ = load_pretrained(name)
+    assert model.cfg == tiny_config(name)
+
+
+def test_tiny_config_builds_each_config_and_applies_overrides():
+    for name, fields in TINY_CONFIGS.items():
+        cfg = tiny_config(name)
+        assert all(getattr(cfg, k) == v for k, v in fields.items())
+    assert tiny_config("test", n_layer=3).n_layer == 3
+    assert tiny_config().tie_embeddings is False          # "small", the distributed chapters' model
+    with pytest.raises(KeyError, match=r"unknown tiny config 'huge'; valid: \['draft', 'small', 'target', 'test'\]"):
+        tiny_config("huge")
+    with pytest.raises(ValueError, match=r"unknown GPTConfig fields \['n_layers'\]"):
+        tiny_config("test", n_layers=3)
+    with pytest.raises(ValueError, match="n_layer must be an int >= 1"):
+        tiny_config("test", n_layer=0)
+
+
 def test_load_pretrained_names_missing_checkpoint():
     with pytest.raises(FileNotFoundError, match="not shipped"):
         load_pretrained("no-such-checkpoint")
@@ -283,23 +306,30 @@ def test_load_pretrained_names_missing_checkpoint():
 
 # ----------------------------------------------------------------------------- bad input
 
-@pytest.mark.parametrize("kw", [
-    {"vocab_size": 0}, {"n_layer": -1}, {"n_head": 3}, {"n_kv_head": 3}, {"d_model": 30, "n_head": 10, "n_kv_head": 5},
-    {"rope_theta": 0.0}, {"norm_eps": -1.0}, {"rope_theta": "1e4"}, {"max_seq_len": 2.5}, {"tie_embeddings": "yes"}, {"d_ff": True},
+@pytest.mark.parametrize("kw,match", [
+    ({"vocab_size": 0}, "vocab_size must be an int >= 1"), ({"n_layer": -1}, "n_layer must be an int >= 1"),
+    ({"n_head": 3}, r"divisible by n_head \(3\)"), ({"n_kv_head": 3}, r"multiple of n_kv_head \(3\)"),
+    ({"d_model": 30, "n_head": 10, "n_kv_head": 5}, "must be even for RoPE"),
+    ({"rope_theta": 0.0}, "rope_theta and norm_eps must be > 0"), ({"norm_eps": -1.0}, "rope_theta and norm_eps must be > 0"),
+    ({"rope_theta": "1e4"}, "rope_theta and norm_eps must be > 0"), ({"max_seq_len": 2.5}, "max_seq_len must be an int >= 1"),
+    ({"tie_embeddings": "yes"}, "tie_embeddings must be a bool"), ({"d_ff": True}, "d_ff must be an int >= 1"),
 ])
-def test_config_rejects_bad_values(kw):
-    with pytest.raises(ValueError):
+def test_config_rejects_bad_values(kw, match):
+    with pytest.raises(ValueError, match=match):
         GPTConfig(**{**SMALL.__dict__, **kw})
 
 
 def test_model_rejects_bad_input(model):
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="cfg must be a GPTConfig"):
         GPT({"n_layer": 2})
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="seed must be an int"):
         GPT(SMALL, seed=1.5)
-    for bad in (torch.zeros(2, 3), torch.zeros(5, dtype=torch.long), torch.zeros(1, 0, dtype=torch.long),
-                torch.full((1, 3), 97), torch.full((1, 3), -1), torch.zeros(1, 41, dtype=torch.long), [[1, 2]]):
-        with pytest.raises(ValueError):
+    shape = "non-empty torch.long tensor of shape"
+    for bad, match in ((torch.zeros(2, 3), shape), (torch.zeros(5, dtype=torch.long), shape),
+                       (torch.zeros(1, 0, dtype=torch.long), shape), (torch.full((1, 3), 97), r"lie in \[0, 97\)"),
+                       (torch.full((1, 3), -1), r"lie in \[0, 97\)"), (torch.zeros(1, 41, dtype=torch.long), "exceeds max_seq_len"),
+                       ([[1, 2]], shape)):
+        with pytest.raises(ValueError, match=match):
             model(bad)
     cache = KVCache.empty(SMALL, batch=2)
     with pytest.raises(ValueError, match="batch"):
@@ -307,65 +337,74 @@ def test_model_rejects_bad_input(model):
     model(ids(2, 38), cache)
     with pytest.raises(ValueError, match="exceed"):
         model(ids(2, 3), cache)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="cache must be a KVCache"):
         model(ids(2, 3), cache="not a cache")
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="targets must be a tensor of idx's shape"):
         model.loss(ids(2, 3), ids(2, 4))
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="targets must be torch.long"):
         model.loss(ids(2, 3), ids(2, 3).float())
 
 
 def test_helpers_reject_bad_input():
-    for args in ((7, 10), (0, 10), (8, 0), (8, 10, 0.0), (8.0, 10)):
-        with pytest.raises(ValueError):
+    head_dim = "head_dim must be an even int >= 2"
+    for args, match in (((7, 10), head_dim), ((0, 10), head_dim), ((8, 0), "max_seq_len must be a positive int"),
+                        ((8, 10, 0.0), "theta must be > 0"), ((8.0, 10), head_dim)):
+        with pytest.raises(ValueError, match=match):
             rope_frequencies(*args)
     cos, sin = rope_frequencies(8, 5)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"got \(1, 4, 8\), \(5, 4\)"):
         apply_rope(torch.randn(1, 4, 8), cos, sin)                    # 4 positions, 5 angles
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"bad shapes q \(1, 3, 4, 8\)"):
         causal_attention(torch.randn(1, 3, 4, 8), torch.randn(1, 2, 4, 8), torch.randn(1, 2, 4, 8))
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"bad shapes q \(1, 2, 5, 8\)"):
         causal_attention(torch.randn(1, 2, 5, 8), torch.randn(1, 2, 4, 8), torch.randn(1, 2, 4, 8))
     for kw in ({"top_k": 0}, {"top_k": 2.0}, {"top_p": 0.0}, {"top_p": 1.5}, {"top_p": "0.9"}):
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError, match=f"{next(iter(kw))} must be None or"):
             filter_logits(torch.zeros(5), **kw)
-    for args in ((SMALL, 0), (SMALL, True), ("cfg", 1)):
-        with pytest.raises(ValueError):
+    for args, match in (((SMALL, 0), "batch must be an int >= 1"), ((SMALL, True), "batch must be an int >= 1"),
+                        (("cfg", 1), "cfg must be a GPTConfig")):
+        with pytest.raises(ValueError, match=match):
             KVCache.empty(*args)
 
 
 def test_generate_rejects_bad_input(model):
     p = ids(1, 3)
     bad_calls = [
-        lambda: generate("model", p, 2), lambda: generate(model, p, -1), lambda: generate(model, p, 1.5),
-        lambda: generate(model, p, 2, temperature=-1), lambda: generate(model, p, 2, top_k=0),
-        lambda: generate(model, p, 2, top_p=2.0), lambda: generate(model, p, 2, generator=0),
-        lambda: generate(model, p, 38), lambda: generate(model, p.float(), 2),
+        (lambda: generate("model", p, 2), "model must be a GPT"),
+        (lambda: generate(model, p, -1), "max_new_tokens must be an int >= 0"),
+        (lambda: generate(model, p, 1.5), "max_new_tokens must be an int >= 0"),
+        (lambda: generate(model, p, 2, temperature=-1), "temperature must be a number >= 0"),
+        (lambda: generate(model, p, 2, top_k=0), "top_k must be None or a positive int"),
+        (lambda: generate(model, p, 2, top_p=2.0), r"top_p must be None or in \(0, 1\]"),
+        (lambda: generate(model, p, 2, generator=0), "generator must be a torch.Generator or None"),
+        (lambda: generate(model, p, 38), "3 \\+ 38 tokens exceed max_seq_len 40"),
+        (lambda: generate(model, p.float(), 2), "non-empty torch.long tensor"),
     ]
-    for call in bad_calls:
-        with pytest.raises(ValueError):
+    for call, match in bad_calls:
+        with pytest.raises(ValueError, match=match):
             call()
 
 
 def test_checkpoint_functions_reject_bad_input(tmp_path, model):
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="model must be a GPT"):
         save_pretrained("model", None, tmp_path / "a.pt", {})
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="tokenizer must be a BPETokenizer"):
         save_pretrained(model, "tokenizer", tmp_path / "a.pt", {})
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"recipe\['weights'\] holds a Tensor"):
         save_pretrained(model, None, tmp_path / "a.pt", {"weights": torch.zeros(2)})
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="recipe keys must be str"):
         save_pretrained(model, None, tmp_path / "a.pt", {1: "non-str key"})
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="recipe must be a dict"):
         save_pretrained(model, None, tmp_path / "a.pt", "recipe")
-    with pytest.raises(ValueError):  # a str subclass that weights_only loading would refuse
+    # a str subclass that weights_only loading would refuse
+    with pytest.raises(ValueError, match=r"recipe\['torch'\] holds a TorchVersion"):
         save_pretrained(model, None, tmp_path / "a.pt", {"torch": torch.__version__})
     with pytest.raises(ValueError, match=".pt"):
         save_pretrained(model, None, tmp_path / "a.bin", {})
     for bad in (None, 3, ""):
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError, match="name_or_path must be a checkpoint name or a .pt path"):
             load_pretrained(bad)
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(FileNotFoundError, match="no checkpoint file at"):
         load_pretrained(str(tmp_path / "missing.pt"))
     torch.save({"something": "else"}, tmp_path / "other.pt")
     with pytest.raises(ValueError, match="checkpoint"):
