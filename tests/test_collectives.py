@@ -25,6 +25,7 @@ from llminfra_lab import collectives as C
 # The chapter's checks
 # ---------------------------------------------------------------------------------------
 
+@pytest.mark.distributed
 @pytest.mark.parametrize("world_size,numel", [(2, 8), (3, 10), (4, 3)])
 def test_ring_collectives_equal_torch_and_move_2_p_minus_1_over_p_bytes(world_size, numel):
     """Ring all-reduce moves 2(p-1)/p * S bytes per rank; NCCL busbw = algbw * 2(n-1)/n.
@@ -71,6 +72,100 @@ def test_bus_bandwidth_definitions_from_nccl_tests():
         assert C.bus_bandwidth(C.algorithm_bandwidth(S, t), "reduce_scatter", n) == pytest.approx(B)
         assert C.bytes_sent_per_rank("all_reduce", S, n) == pytest.approx(2 * (n - 1) / n * S)
         assert C.bytes_sent_per_rank("all_gather", S, n) == pytest.approx((n - 1) / n * S)
+
+
+# ---------------------------------------------------------------------------------------
+# The ring schedule (one definition, used by the real collectives above)
+# ---------------------------------------------------------------------------------------
+
+def _brute_force_ring(world_size: int, schedule) -> list[list[set[int]]]:
+    """Run a schedule on plain Python sets, step by step: each rank sends one chunk to its
+    right neighbour, which must be expecting exactly that chunk; reduce-scatter adds,
+    all-gather copies. Returns, per rank and chunk, the ranks whose inputs it sums."""
+    p = world_size
+    table = [schedule(r, p) for r in range(p)]
+    held = [[{r} for _ in range(p)] for r in range(p)]
+    for phase in ("reduce_scatter", "all_gather"):
+        assert all(len(table[r][phase]) == p - 1 for r in range(p))
+        for step in range(p - 1):
+            messages = []
+            for r in range(p):
+                send, _ = table[r][phase][step]
+                messages.append(((r + 1) % p, send, set(held[r][send])))
+            for dst, chunk, payload in messages:
+                assert table[dst][phase][step][1] == chunk, "the receiver expects another chunk"
+                held[dst][chunk] = held[dst][chunk] | payload if phase == "reduce_scatter" else payload
+        if phase == "reduce_scatter":
+            for r in range(p):          # reduce-scatter's contract: rank r holds all of chunk r
+                assert held[r][r] == set(range(p)), "after reduce-scatter rank r holds all of chunk r"
+    return held
+
+
+@pytest.mark.parametrize("p", [1, 2, 3, 4, 5, 8, 13])
+def test_ring_schedule_sums_every_chunk_on_every_rank(p):
+    """Run independently of ring_contributions: every rank ends with every chunk complete,
+    and each step's chunk is the one the neighbour sends."""
+    held = _brute_force_ring(p, C.ring_schedule)
+    assert all(chunk == set(range(p)) for row in held for chunk in row)
+    # ring_contributions agrees with the brute force at the end and after reduce-scatter
+    snaps = C.ring_contributions(p)
+    assert len(snaps) == 2 * (p - 1) + 1
+    assert [[set(c) for c in row] for row in snaps[-1]] == held
+    assert all(snaps[p - 1][r][r] == frozenset(range(p)) for r in range(p))
+
+
+def test_ring_schedule_is_what_the_chapter_says():
+    """Rank r sends chunk r - s - 1 and receives r - s - 2 at reduce-scatter step s, sends
+    r - s and receives r - s - 1 at all-gather step s (mod p); the registered mistake,
+    all-gather's indices in both phases, completes the wrong chunk."""
+    assert C.ring_schedule(0, 4) == {"reduce_scatter": [(3, 2), (2, 1), (1, 0)],
+                                     "all_gather": [(0, 3), (3, 2), (2, 1)]}
+    assert C.ring_schedule(0, 1) == {"reduce_scatter": [], "all_gather": []}
+    from llminfra_lab.exercises.collectives import _schedule_mistake
+
+    with pytest.raises(AssertionError, match="rank r holds all of chunk r"):
+        _brute_force_ring(4, _schedule_mistake)
+
+
+def test_ring_schedule_rejects_bad_input():
+    with pytest.raises(ValueError, match="rank must be an int in"):
+        C.ring_schedule(4, 4)
+    with pytest.raises(ValueError, match="rank must be an int in"):
+        C.ring_schedule(True, 4)
+    with pytest.raises(ValueError, match="world_size"):
+        C.ring_schedule(0, 0)
+    with pytest.raises(ValueError, match="world_size"):
+        C.ring_contributions(0)
+
+
+def test_ring_factor_has_one_definition():
+    """The ring's 2(n-1)/n lives in BUSBW_FACTORS; the time model, the bytes per rank and
+    the fit's design matrix all read it from there (patching it changes all three)."""
+    n, S = 8, 1e9
+    original = C.BUSBW_FACTORS["all_reduce"]
+    try:
+        C.BUSBW_FACTORS["all_reduce"] = lambda n: 1.0
+        assert C.ring_all_reduce_time(S, n, 0.0, 1e9) == pytest.approx(1.0)
+        assert C.bytes_sent_per_rank("all_reduce", S, n) == pytest.approx(S)
+        assert C.ring_step_counts("all_reduce", n) == (14, 1.0)
+    finally:
+        C.BUSBW_FACTORS["all_reduce"] = original
+    assert C.ring_step_counts("all_reduce", n) == (14, 1.75)
+    assert C.ring_step_counts("all_gather", n) == (7, 0.875)
+    with pytest.raises(ValueError, match="collective"):
+        C.ring_step_counts("gossip", n)
+
+
+def test_crossover_exercise_makes_ring_and_tree_equal():
+    """The crossover exercise's closed form S* makes the two models of cost.py equal."""
+    from llminfra_lab import labkit
+
+    for seed in range(5):
+        v = labkit.variant("collectives.ring_tree_crossover", seed)
+        s_star = labkit.solution("collectives.ring_tree_crossover", seed)
+        args = (v["p"], v["alpha_us"] * 1e-6, v["bandwidth_GBps"] * 1e9)
+        assert C.ring_all_reduce_time(s_star, *args) == pytest.approx(C.tree_all_reduce_time(s_star, *args))
+        assert C.ring_all_reduce_time(2 * s_star, *args) < C.tree_all_reduce_time(2 * s_star, *args)
 
 
 def _three_level_fat_tree(k: int) -> dict[str, set[str]]:
@@ -248,7 +343,7 @@ def test_scale_up_fabric_reads_the_hardware_table():
         assert f.source == accelerator(name).source
     table = C.scale_up_table_markdown(("H100-SXM", "Ascend-910C"))
     assert "| H100-SXM | 900 | 450 | 9.0 |" in table and "{cite:p}`nvidia2022h100`" in table
-    with pytest.raises(KeyError):
+    with pytest.raises(KeyError, match="TPU-v9"):
         C.scale_up_fabric("TPU-v9")
     with pytest.raises(ValueError, match="alpha_s"):
         C.scale_up_fabric("H100-SXM", alpha_s=-1.0)
@@ -267,6 +362,7 @@ def test_chunk_sizes_match_tensor_split(numel, world):
 # launch: errors, and a small real measurement
 # ---------------------------------------------------------------------------------------
 
+@pytest.mark.distributed
 def test_measure_collective_runs_and_fits():
     m = C.measure_collective(2, [4096, 262144], repeats=1, timeout_s=90)
     assert m.world_size == 2 and m.sizes_bytes == (4096, 262144)
@@ -412,15 +508,25 @@ def test_fat_tree_and_plots_reject_bad_input():
         C.plot_all_reduce_model(world_size=1)
 
 
-def test_plots_draw():
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    for fig in (C.plot_all_reduce_model(), C.plot_fat_tree_scaling(), C.plot_hierarchical()):
-        assert fig.axes and fig.axes[0].lines
-        plt.close(fig)
+def test_plots_draw(drawn):
+    drawn(C.plot_all_reduce_model(), min_artists=6, title="p = 8")
+    drawn(C.plot_fat_tree_scaling(), min_artists=8, title="fat-tree")
+    drawn(C.plot_hierarchical(), min_artists=3, title="8 GPUs per node")
     m = C.Measurement("all_reduce", "ring", 2, (4096, 65536), (1e-4, 5e-4))
-    fig = C.plot_fit(m, C.fit_alpha_beta(m.sizes_bytes, m.seconds, 2))
+    fig = drawn(C.plot_fit(m, C.fit_alpha_beta(m.sizes_bytes, m.seconds, 2)), min_artists=2, title="all_reduce")
     assert len(fig.axes[0].lines) == 2
-    plt.close(fig)
+
+
+def test_ring_schematic_draws_every_chunk_of_every_step(drawn):
+    """2(p-1) + 1 panels of p x p chunk boxes, one red-outlined box per rank per step,
+    and the colour legend."""
+    p = 4
+    fig = drawn(C.plot_ring_schematic(p), min_artists=(2 * p - 1) * p * p, title="reduce-scatter step 1")
+    boxes = sum(len(ax.patches) for ax in fig.axes)
+    arrows = 2 * (p - 1) * (p + 1)                  # p sends per step, the wrap-around drawn twice
+    assert boxes == (2 * p - 1) * p * p + arrows + p
+    assert "Ring all-reduce on 4 ranks" in fig._suptitle.get_text()
+    with pytest.raises(ValueError, match="between 2 and 6"):
+        C.plot_ring_schematic(7)
+    with pytest.raises(ValueError, match="world_size"):
+        C.plot_ring_schematic(0)
