@@ -1,5 +1,6 @@
 """Training and serving economics: formulas against brute force and PyTorch's FLOP counter,
-published results (DeepSeek-V3, Kaplan 2020 / Llama 3, PaLM), the sourced price table, bad input."""
+published results (DeepSeek-V3, Kaplan 2020 / Llama 3, PaLM), the attention share at long
+context, the sourced price table, the five-layer stack, the lab's exercises, bad input."""
 from __future__ import annotations
 
 import math
@@ -7,9 +8,6 @@ import re
 from datetime import date
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
 import numpy as np
 import pytest
 import torch
@@ -18,6 +16,7 @@ from hypothesis import strategies as st
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from llminfra_lab import catalog, hardware, labkit
 from llminfra_lab import economics as eco
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -42,8 +41,6 @@ def test_six_nd_llama3_70b():
 def test_six_nd_llama3_70b_from_catalog():
     """6ND with N counted from the catalog's Llama-3-70B configuration (Grattafiori et al. 2024)
     is within 2% of 6.3e24 FLOPs: the published "70B" is rounded."""
-    pytest.importorskip("llminfra_lab.catalog")
-    pytest.importorskip("llminfra_lab.hardware")
     est = eco.estimate_training("llama-3-70b", 15e12, "H100-SXM", mfu=0.4)
     assert est.total_flops == pytest.approx(6.3e24, rel=0.02)
 
@@ -68,7 +65,6 @@ def test_deepseek_v3_implied_utilization_is_plausible():
     flops = eco.training_flops(pub["n_params_active"], pub["n_tokens"])
     per_gpu = flops / (pub["pretrain_gpu_hours"] * 3600)
     assert per_gpu == pytest.approx(3.43e14, rel=0.01)
-    hardware = pytest.importorskip("llminfra_lab.hardware")
     h800 = hardware.accelerator("H800-SXM")
     assert 0.30 < per_gpu / h800.peak_flops("bf16") < 0.40
     assert 0.15 < per_gpu / h800.peak_flops("fp8") < 0.20
@@ -114,6 +110,101 @@ def test_palm_formula_matches_pytorch_flop_counter():
                    for p in m.parameters())
     expected = eco.palm_flops_per_token(n_matmul, layers, heads, d // heads, t) * t
     assert counter.get_total_flops() == expected
+
+
+# --- the attention term at long context (issue 8, erratum 5) ------------------------------
+
+@pytest.mark.parametrize("name", ["llama-2-7b", "llama-3-8b", "llama-3-70b", "llama-3-405b", "qwen2.5-72b"])
+@pytest.mark.parametrize("seq_len", [2048, 8192, 131072])
+def test_attention_term_of_a_catalog_model_is_palms(name, seq_len):
+    """For multi-head and grouped-query attention, attention_flops_per_token is PaLM's
+    12 L H Q T (Chowdhery et al. 2022, app. B): GQA shares K and V, not the score FLOPs."""
+    spec = catalog.model_spec(name)
+    attention = eco.attention_flops_per_token(spec, seq_len)
+    assert attention == 12 * spec.n_layers * spec.n_heads * spec.head_dim * seq_len
+    total = eco.model_flops_per_token(spec, seq_len)
+    assert total == pytest.approx(eco.palm_flops_per_token(spec.active_params(), spec.n_layers, spec.n_heads,
+                                                           spec.head_dim, seq_len), rel=1e-12)
+    assert eco.attention_share(spec, seq_len) == pytest.approx(attention / total, rel=1e-12)
+
+
+def test_attention_term_of_mla_counts_query_key_and_value_widths():
+    """DeepSeek-V3's multi-head latent attention (catalog: 128 heads, 128 no-RoPE + 64 RoPE
+    query/key dims, 128 value dims): Q K^T costs 2 T H (128 + 64) and the sum over V 2 T H 128
+    per layer and token forward, three times that with the backward pass."""
+    v3 = catalog.model_spec("deepseek-v3")
+    t = 4096
+    by_hand = 3 * v3.n_layers * (2 * t * 128 * (128 + 64) + 2 * t * 128 * 128)
+    assert eco.attention_flops_per_token(v3, t) == by_hand
+    assert eco.model_flops_per_token(v3, t) == pytest.approx(6 * v3.active_params() + by_hand)
+
+
+def test_attention_is_not_a_few_percent_at_8k_for_smaller_models():
+    """Issue 8, erratum 5: at Llama 3's 8K pre-training context (model card) the attention
+    scores are about 21% of Llama-3-8B's training FLOPs per token, 13% of Llama-3-70B's and
+    8% of Llama-3-405B's; at 128K they are the majority for all three. PaLM 540B at 2048
+    tokens, where the chapter's old "a few percent" came from, is about 1%."""
+    share = {m: {t: eco.attention_share(catalog.model_spec(m), t) for t in (8192, 131072)}
+             for m in ("llama-3-8b", "llama-3-70b", "llama-3-405b")}
+    assert share["llama-3-8b"][8192] == pytest.approx(0.211, abs=0.002)
+    assert share["llama-3-70b"][8192] == pytest.approx(0.132, abs=0.002)
+    assert share["llama-3-405b"][8192] == pytest.approx(0.077, abs=0.002)
+    assert all(share[m][131072] > 0.5 for m in share)
+    p = eco.PUBLISHED["palm-540b"]
+    palm = eco.palm_flops_per_token(p["n_params"], p["n_layers"], p["n_heads"], p["head_dim"], p["seq_len"])
+    assert 1 - 6 * p["n_params"] / palm == pytest.approx(0.011, abs=0.001)
+
+
+def test_attention_raises_llama3_70b_implied_mfu_from_28_to_32_percent():
+    """Llama 3 model card: 6.4M H100-80GB GPU-hours for the 70B on 15T tokens at 8K context.
+    With 6ND alone that is 27.6% MFU at the dense BF16 peak; with 6N + 12LHQT, 31.9%."""
+    p = eco.PUBLISHED["llama-3-70b"]
+    spec = catalog.model_spec("llama-3-70b")
+    peak = hardware.accelerator(p["accelerator"]).peak_flops("bf16")
+    capacity = p["gpu_hours"] * 3600 * peak
+    mfu_6nd = eco.training_flops(p["n_params"], p["n_tokens"]) / capacity
+    per_token = eco.palm_flops_per_token(p["n_params"], spec.n_layers, spec.n_heads, spec.head_dim, p["seq_len"])
+    mfu_attn = per_token * p["n_tokens"] / capacity
+    assert mfu_6nd == pytest.approx(0.276, abs=0.001) and mfu_attn == pytest.approx(0.319, abs=0.001)
+    assert labkit.solution("economics.implied_mfu") == pytest.approx(mfu_6nd, rel=1e-12)
+    assert labkit.solution("economics.implied_mfu_with_attention") == pytest.approx(mfu_attn, rel=1e-12)
+
+
+def test_attention_functions_reject_bad_input():
+    with pytest.raises(ValueError, match="ModelSpec"):
+        eco.attention_flops_per_token("llama-3-8b", 8192)
+    with pytest.raises(ValueError, match="seq_len"):
+        eco.attention_share(catalog.model_spec("llama-3-8b"), 0)
+
+
+# --- the lab's exercises: seed 0 gives the chapter's numbers --------------------------------
+
+def test_exercise_solutions_match_the_chapter():
+    """The chapter's folded solutions quote these numbers; the checkers must agree with them."""
+    assert labkit.solution("economics.output_token_cost") == pytest.approx(23, rel=0.02)      # USD / M output
+    assert labkit.solution("economics.cost_crossover_batch") == pytest.approx(150, rel=0.02)
+    assert labkit.solution("economics.budget_max_params") == pytest.approx(60e9, rel=0.01)
+    assert labkit.solution("economics.budget_chinchilla_params") == pytest.approx(212e9, rel=0.01)
+    assert labkit.solution("economics.moe_crossover_batch") == pytest.approx(5278, rel=0.001)
+    assert labkit.solution("economics.price_fall_per_year") == pytest.approx(0.07, abs=0.005)
+
+
+def test_output_token_cost_exercise_matches_estimate_serving():
+    """The exercise's arithmetic and estimate_serving agree: Llama-3-70B on two H100s at batch 1,
+    rescaled from the catalog's 70.55B parameters to the exercise's round 70B (memory-bound
+    decode cost is proportional to the weight bytes)."""
+    spec = catalog.model_spec("llama-3-70b")
+    est = eco.estimate_serving(spec, "H100-SXM", n_gpus=2, batch_size=1)
+    per_param = est.usd_per_million_output * 70e9 / spec.total_params()   # decode cost scales with weight bytes
+    assert per_param == pytest.approx(labkit.solution("economics.output_token_cost"), rel=1e-9)
+
+
+def test_estimate_serving_takes_weight_bytes_from_precision():
+    """bytes_per_param defaults to precision.bytes_per_element: FP8 weights are half of BF16's."""
+    bf16 = eco.estimate_serving("llama-3-8b", precision="bf16")
+    fp8 = eco.estimate_serving("llama-3-8b", precision="fp8")
+    assert fp8.weight_bytes == pytest.approx(bf16.weight_bytes / 2)
+    assert eco.estimate_serving("llama-3-8b", bytes_per_param=0.5).weight_bytes == pytest.approx(bf16.weight_bytes / 4)
 
 
 # --- utilization, hours, serving -------------------------------------------------------
@@ -162,8 +253,6 @@ def test_prefill_throughput_brute_force():
 def test_estimate_serving_llama_and_memory_check():
     """Llama-3-8B in BF16 on one H100: batch 1 decode is memory-bound and costs far more per
     output token than prefill does per input token; DeepSeek-V3 does not fit on one GPU."""
-    pytest.importorskip("llminfra_lab.catalog")
-    hardware = pytest.importorskip("llminfra_lab.hardware")
     s1 = eco.estimate_serving("llama-3-8b", "H100-SXM", batch_size=1)
     h100 = hardware.accelerator("H100-SXM")
     assert s1.decode_bound == "memory"
@@ -177,8 +266,6 @@ def test_estimate_serving_llama_and_memory_check():
 
 def test_estimate_training_deepseek_v3_matches_report_scale():
     """Catalog DeepSeek-V3 (37B active) on 14.8T tokens: 6ND ~ 3.3e24 FLOPs (DeepSeek-AI 2024)."""
-    pytest.importorskip("llminfra_lab.catalog")
-    pytest.importorskip("llminfra_lab.hardware")
     est = eco.estimate_training("deepseek-v3", 14.8e12, "H800-SXM", precision="bf16", mfu=0.33)
     assert est.total_flops == pytest.approx(6 * 37e9 * 14.8e12, rel=0.03)
     assert est.gpu_hours == pytest.approx(2.788e6, rel=0.1)
@@ -280,24 +367,20 @@ def test_price_point_year_is_fractional():
 
 # --- figures -------------------------------------------------------------------------------
 
-def test_plots_draw():
-    import matplotlib.pyplot as plt
-
+def test_plots_draw(drawn):
     ax = eco.plot_price_history()
     assert ax.get_yscale() == "log" and len(ax.collections) == len(eco.TIERS)
+    drawn(ax, min_artists=len(eco.PRICE_HISTORY), title="API list price")
     ax2 = eco.plot_cost_vs_mfu(6.3e24, 989e12, 2.0, mfu_marker=0.4)
     assert len(ax2.lines) == 1
-    plt.close("all")
+    drawn(ax2, min_artists=3)
 
 
-def test_plot_training_costs_draws():
-    pytest.importorskip("llminfra_lab.catalog")
-    pytest.importorskip("llminfra_lab.hardware")
-    import matplotlib.pyplot as plt
-
+def test_plot_training_costs_draws(drawn):
     ests = [eco.estimate_training(m, 15e12) for m in ("llama-3-8b", "llama-3-70b")]
     ax = eco.plot_training_costs(ests)
     assert len(ax.patches) == 2
+    drawn(ax, min_artists=4, title="6ND on H100-SXM")
     ax = eco.plot_serving_cost("llama-3-8b", batch_sizes=(1, 8, 512))
     ys = ax.lines[0].get_ydata()
     assert len(ys) == 3 and ys[0] > ys[1] > ys[2]
@@ -305,7 +388,38 @@ def test_plot_training_costs_draws():
         eco.plot_serving_cost("llama-3-8b", batch_sizes=(0, 4))
     with pytest.raises(ValueError, match="batch_sizes"):
         eco.plot_serving_cost("llama-3-8b", batch_sizes=())
-    plt.close("all")
+
+
+def test_stack_schematic_draws_every_layer_and_its_systems(drawn):
+    """The schematic draws one box per layer of STACK, with the layer's name and every
+    example system, and the chapter's table lists the same layers in the same order."""
+    ax = eco.plot_stack_schematic()
+    drawn(ax, min_artists=2 * len(eco.STACK), title="five layers")
+    assert len(ax.patches) >= len(eco.STACK)
+    texts = "\n".join(t.get_text() for t in ax.texts).replace("\n", " ")
+    for layer in eco.STACK:
+        assert layer.name in texts
+        for system in layer.global_examples + layer.chinese_examples:
+            assert system in texts, system
+    table = eco.stack_table_markdown().splitlines()
+    assert [row.split("|")[1].strip() for row in table[2:]] == [layer.name for layer in eco.STACK]
+    assert eco.STACK[0].name == "Applications" and eco.STACK[-1].name == "Hardware"
+
+
+def test_plot_attention_share_draws_one_line_per_model(drawn):
+    ax = eco.plot_attention_share(("llama-3-8b", "llama-3-405b"), (2048, 8192, 131072))
+    drawn(ax, min_artists=2)
+    assert len(ax.lines) == 2
+    first = ax.lines[0].get_ydata()
+    assert list(first) == sorted(first) and 0 < first[0] < first[-1] < 100
+    with pytest.raises(ValueError, match="seq_lens"):
+        eco.plot_attention_share(seq_lens=())
+    with pytest.raises(ValueError, match="seq_lens"):
+        eco.plot_attention_share(seq_lens=(0, 8192))
+    with pytest.raises(ValueError, match="models"):
+        eco.plot_attention_share(models=())
+    with pytest.raises(KeyError, match="valid names"):
+        eco.plot_attention_share(models=("no-such-model",))
 
 
 # --- bad input -----------------------------------------------------------------------------
@@ -349,11 +463,8 @@ def test_plot_training_costs_draws():
     (lambda: eco.plot_cost_vs_mfu(1e24, 1e15, 0), "usd_per_gpu_hour"),
 ])
 def test_bad_input_raises_value_error(call, match):
-    import matplotlib.pyplot as plt
-
     with pytest.raises(ValueError, match=match):
         call()
-    plt.close("all")
 
 
 def test_numpy_scalars_are_accepted_and_bools_rejected():
@@ -372,7 +483,6 @@ def test_moe_all_experts_read_assumption_holds_at_batch_150():
     """estimate_serving charges an MoE decode step for all the weights. With DeepSeek-V3's
     routing (catalog: 8 of 256 routed experts per token), a batch of 150 tokens leaves each
     expert unused with probability (1 - 8/256)^150 < 1%, as the docstring says."""
-    catalog = pytest.importorskip("llminfra_lab.catalog")
     v3 = catalog.model_spec("deepseek-v3")
     p_unused = (1 - v3.experts_per_token / v3.n_experts) ** 150
     assert p_unused < 0.01
@@ -397,11 +507,9 @@ def test_days_on_rejects_bad_gpu_count():
 
 
 def test_estimators_reject_bad_names_and_sizes():
-    pytest.importorskip("llminfra_lab.catalog")
-    pytest.importorskip("llminfra_lab.hardware")
-    with pytest.raises(KeyError):
+    with pytest.raises(KeyError, match="valid names"):
         eco.estimate_training("no-such-model", 1e12)
-    with pytest.raises(KeyError):
+    with pytest.raises(KeyError, match="known names"):
         eco.estimate_training("llama-3-8b", 1e12, "no-such-gpu")
     with pytest.raises(ValueError, match="precision|fp"):
         eco.estimate_training("llama-3-8b", 1e12, precision="fp128")

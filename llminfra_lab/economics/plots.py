@@ -47,10 +47,10 @@ def plot_stack_schematic(ax=None):
                                     facecolor=color, edgecolor="0.35", linewidth=1.0))
         ax.text(0.15, y + 0.68, layer.name, fontsize=10.5, fontweight="bold", va="center")
         ax.text(0.15, y + 0.32, f"chapters {layer.chapters}", fontsize=8, va="center", color="0.3")
-        ax.text(2.35, y + height / 2, textwrap.fill(layer.role, 38), fontsize=7.8, va="center")
-        ax.text(5.55, y + height / 2, textwrap.fill(", ".join(layer.global_examples), 30), fontsize=7.8,
+        ax.text(2.35, y + height / 2, textwrap.fill(layer.role, 38, break_on_hyphens=False), fontsize=7.8, va="center")
+        ax.text(5.55, y + height / 2, textwrap.fill(", ".join(layer.global_examples), 30, break_on_hyphens=False), fontsize=7.8,
                 va="center")
-        ax.text(7.95, y + height / 2, textwrap.fill(", ".join(layer.chinese_examples), 26), fontsize=7.8,
+        ax.text(7.95, y + height / 2, textwrap.fill(", ".join(layer.chinese_examples), 26, break_on_hyphens=False), fontsize=7.8,
                 va="center")
     top = n * (height + gap) - gap
     for x, title in ((2.35, "responsible for"), (5.55, "global systems"), (7.95, "Chinese systems")):
