@@ -22,10 +22,9 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from llminfra_lab.checks import positive_int
+from llminfra_lab.checks import positive_int, positive_number
 
 __all__ = ["launch", "free_port"]
-
 
 
 def launch(fn: Callable[..., Any], world_size: int, *args: Any, backend: str = "gloo",
@@ -45,8 +44,7 @@ def launch(fn: Callable[..., Any], world_size: int, *args: Any, backend: str = "
     positive_int("world_size", world_size)
     if backend not in ("gloo", "nccl"):
         raise ValueError(f"backend must be 'gloo' or 'nccl', got {backend!r}")
-    if timeout_s <= 0:
-        raise ValueError(f"timeout_s must be > 0, got {timeout_s}")
+    positive_number("timeout_s", timeout_s)
     positive_int("threads_per_rank", threads_per_rank)
     for attempt in range(3):
         try:

@@ -1,6 +1,7 @@
 """The book's structure: table of contents, citations, labs' set-up cells, chapter map."""
 from __future__ import annotations
 
+import ast
 import json
 import re
 import sys
@@ -33,12 +34,15 @@ def test_toc_lists_only_files_that_exist_and_each_lab_follows_its_chapter():
 
 
 def test_published_chapters_are_whole():
-    """A chapter in the table of contents has its prose, lab, module and tests."""
+    """A chapter in the table of contents has its prose, lab, module (a file, or a package of
+    the same name once it outgrows one file) and tests."""
     by_stem = {c.stem: c for c in chapters()}
     for f in CHAPTER_FILES:
         c = by_stem[Path(f).name]
         assert (ROOT / "labs" / f"{c.stem}.ipynb").exists()
-        assert (ROOT / "llminfra_lab" / f"{c.module}.py").exists()
+        package = ROOT / "llminfra_lab"
+        assert (package / f"{c.module}.py").exists() != (package / c.module / "__init__.py").exists(), (
+            f"llminfra_lab.{c.module} must be one file or one package")
         assert (ROOT / "tests" / f"test_{c.module}.py").exists()
 
 
@@ -87,6 +91,17 @@ def test_chapter_lookup_rejects_bad_numbers():
 def test_chapter_map_needs_a_book_root(tmp_path):
     with pytest.raises(ValueError, match="_toc.yml"):
         chapter_map_markdown(tmp_path)
+
+
+@pytest.mark.parametrize("test_file", sorted((ROOT / "tests").glob("test_*.py")), ids=lambda p: p.name)
+def test_every_pytest_raises_says_which_error_it_expects(test_file):
+    """CONTRIBUTING, Tests: every `pytest.raises` has a `match=`, so a test of one error
+    cannot pass on another (a TypeError from a typo, a different ValueError)."""
+    bare = [node.lineno for node in ast.walk(ast.parse(test_file.read_text(encoding="utf-8")))
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "raises"
+            and isinstance(node.func.value, ast.Name) and node.func.value.id == "pytest"
+            and not any(k.arg == "match" for k in node.keywords)]
+    assert not bare, f"{test_file.name}: pytest.raises without match= on lines {bare}"
 
 
 def test_describe_environment_names_versions_and_device():

@@ -10,6 +10,7 @@ import torch
 from llminfra_lab import launch as L
 
 
+@pytest.mark.distributed
 def test_launch_propagates_a_failing_rank_with_its_traceback():
     """Rank 0 computes log(0) and raises; launch re-raises it as RuntimeError naming the
     rank and carrying the child's traceback, and does not wait for the timeout."""
@@ -20,7 +21,7 @@ def test_launch_propagates_a_failing_rank_with_its_traceback():
     assert "Traceback" in text and "ValueError" in text
 
 
-
+@pytest.mark.distributed
 def test_launch_returns_tensors_that_outlive_the_ranks():
     """A rank's tensor comes back intact after its process has exited (not as a handle to
     shared memory that died with it)."""
@@ -28,7 +29,7 @@ def test_launch_returns_tensors_that_outlive_the_ranks():
     assert [t.tolist() for t in out] == [[0, 1], [1]]
 
 
-
+@pytest.mark.distributed
 def test_launch_retries_when_its_port_is_taken(monkeypatch):
     """Another program can grab the free port between free_port and rank 0's bind; launch
     retries that start-up race (EADDRINUSE) with a fresh port instead of failing."""
@@ -46,15 +47,15 @@ def test_launch_retries_when_its_port_is_taken(monkeypatch):
     assert not L._port_clash("ValueError: math domain error")
 
 
-
 def test_launch_rejects_bad_input():
-    with pytest.raises(ValueError, match="callable"):
+    with pytest.raises(ValueError, match="fn must be callable, got int"):
         L.launch(42, 2)
-    with pytest.raises(ValueError, match="world_size"):
+    with pytest.raises(ValueError, match="world_size must be an int >= 1"):
         L.launch(math.log, 0)
-    with pytest.raises(ValueError, match="backend"):
+    with pytest.raises(ValueError, match="backend must be 'gloo' or 'nccl', got 'mpi'"):
         L.launch(math.log, 2, backend="mpi")
-    with pytest.raises(ValueError, match="timeout_s"):
-        L.launch(math.log, 2, timeout_s=0)
-    with pytest.raises(ValueError, match="threads_per_rank"):
+    for bad in (0, -1.0, math.nan, "60"):
+        with pytest.raises(ValueError, match="timeout_s must be a finite number > 0"):
+            L.launch(math.log, 2, timeout_s=bad)
+    with pytest.raises(ValueError, match="threads_per_rank must be an int >= 1"):
         L.launch(math.log, 2, threads_per_rank=0)
