@@ -4,12 +4,15 @@ One row per accelerator, with DENSE peak throughput per precision, HBM capacity 
 bandwidth, scale-up interconnect bandwidth, board power and the bibliography key
 (in `references.bib`) of the document each figure was read from.
 
-Why "dense"? NVIDIA datasheets print Tensor Core figures *with 2:4 structured
-sparsity* and mark them with an asterisk ("Specifications 1/2 lower without
-sparsity"). Sparsity only helps a kernel whose weights were pruned to that
-pattern, which ordinary LLM training and inference are not, so this table stores
-half of each starred figure. AMD's MI300X datasheet prints both; we store its
-dense column.
+Why "dense"? From the H100 on, NVIDIA datasheets print Tensor Core figures only
+*with 2:4 structured sparsity*, marked with an asterisk ("Specifications 1/2 lower
+without sparsity"); the A100 datasheet still printed both (e.g. BF16 312 | 624*).
+Sparsity only helps a kernel whose weights were pruned to that pattern, which
+ordinary LLM training and inference are not, so this table stores the dense figure:
+half of each starred one. AMD's MI300X datasheet prints both; we store its dense column.
+
+Rows whose figures do not come from the vendor's own datasheet say so in `notes`
+("REPORTED" for press or secondary reports, "paper" for a vendor's research paper).
 
 Units: `dense_tflops` in 1e12 FLOP/s (or 1e12 OP/s for int8), `hbm_gb` in 1e9
 bytes, `hbm_tbps` in 1e12 bytes/s, `scaleup_gbps` in 1e9 bytes/s summed over all
@@ -86,7 +89,7 @@ class Accelerator:
 
 
 _NVIDIA_SPARSE_NOTE = (
-    "NVIDIA's datasheet prints Tensor Core figures with 2:4 sparsity (asterisked); "
+    "NVIDIA's datasheet prints Tensor Core figures only with 2:4 sparsity (asterisked); "
     "dense = half of each starred figure, stored here. "
 )
 
@@ -97,7 +100,8 @@ ACCELERATORS: dict[str, Accelerator] = {
             name="A100-SXM-80GB", vendor="NVIDIA", year=2020,
             dense_tflops={"fp64": 19.5, "fp32": 19.5, "tf32": 156.0, "bf16": 312.0, "fp16": 312.0, "int8": 624.0},
             hbm_gb=80.0, hbm_tbps=2.039, scaleup_gbps=600.0, tdp_w=400.0, source="nvidia2020a100",
-            notes=_NVIDIA_SPARSE_NOTE + "fp64 is the FP64 Tensor Core figure (9.7 TFLOP/s without Tensor Cores). "
+            notes="The A100 datasheet prints Tensor Core figures both dense and with 2:4 sparsity "
+            "(bf16 312 | 624*); the dense column is stored. fp64 is the FP64 Tensor Core figure (9.7 TFLOP/s without Tensor Cores). "
             "HBM2e; NVLink 3.",
         ),
         Accelerator(
@@ -110,12 +114,14 @@ ACCELERATORS: dict[str, Accelerator] = {
         ),
         Accelerator(
             name="H800-SXM", vendor="NVIDIA", year=2023,
-            dense_tflops={"fp64": 1.0, "fp32": 67.0, "tf32": 494.5, "bf16": 989.5, "fp16": 989.5,
+            dense_tflops={"fp32": 67.0, "tf32": 494.5, "bf16": 989.5, "fp16": 989.5,
                           "fp8": 1979.0, "int8": 1979.0},
-            hbm_gb=80.0, hbm_tbps=3.35, scaleup_gbps=400.0, tdp_w=700.0, source="philisun2025h800",
-            notes=_NVIDIA_SPARSE_NOTE + "Export variant of the H100 SXM for China, as reported by the cited "
-            "comparison: same silicon, Tensor Core peaks and HBM3 as the H100 SXM, FP64 cut to 1 TFLOP/s and "
-            "NVLink cut to 400 GB/s.",
+            hbm_gb=80.0, hbm_tbps=3.35, scaleup_gbps=400.0, tdp_w=700.0, source="zhao2025insights",
+            notes="Export variant of the H100 SXM for China, from DeepSeek's ISCA '25 paper (a user's report, "
+            "not an NVIDIA datasheet, which NVIDIA does not publish for the H800): Hopper like the H100, with "
+            "NVLink cut from 900 to 400 GB/s and FP64 reduced (the paper gives no FP64 figure, so none is "
+            "stored; a vendor blog's 1 TFLOP/s is unverified). Tensor Core peaks, HBM3 and power taken equal "
+            "to the H100 SXM's, which the paper implies but does not tabulate. " + _NVIDIA_SPARSE_NOTE,
         ),
         Accelerator(
             name="H200-SXM", vendor="NVIDIA", year=2024,
@@ -135,6 +141,17 @@ ACCELERATORS: dict[str, Accelerator] = {
             "Launch material quoted 192 GB and 8 TB/s; the HGX datasheet lists 180 GB and 7.7 TB/s.",
         ),
         Accelerator(
+            name="B300", vendor="NVIDIA", year=2025,
+            dense_tflops={"fp64": 1.25, "fp32": 75.0, "tf32": 1125.0, "bf16": 2250.0, "fp16": 2250.0,
+                          "fp8": 4500.0, "fp4": 13500.0},
+            hbm_gb=288.0, hbm_tbps=8.0, scaleup_gbps=1800.0, tdp_w=float("nan"), source="nvidia2025hgxb300",
+            notes=_NVIDIA_SPARSE_NOTE + "Blackwell Ultra, per-GPU figures of the HGX B300 column of NVIDIA's HGX "
+            "table (8 GPUs: bf16 36*, fp8 72*, fp4 144* | 108 dense PFLOP/s, fp64 10 TFLOP/s), divided by 8. "
+            "NVIDIA's Blackwell Ultra article (nvidia2025blackwellultra) gives 15 PFLOP/s dense NVFP4 for the "
+            "GB300 part, 288 GB of HBM3e at 8 TB/s and NVLink 5 at 1.8 TB/s; FP64 and INT8 were cut against the "
+            "B200. Board power not stored (the HGX table gives none per GPU).",
+        ),
+        Accelerator(
             name="MI300X", vendor="AMD", year=2023,
             dense_tflops={"fp64": 163.4, "fp32": 163.4, "tf32": 653.7, "bf16": 1307.4, "fp16": 1307.4,
                           "fp8": 2614.9, "int8": 2614.9},
@@ -143,6 +160,17 @@ ACCELERATORS: dict[str, Accelerator] = {
             "fp64/fp32 are the matrix-core figures (vector fp64 81.7). 8 XCD chiplets, HBM3. Scale-up: in an "
             "8-GPU platform 7 Infinity Fabric links (128 GB/s peak each, as AMD lists them) join the peers, "
             "7 x 128 = 896 GB/s.",
+        ),
+        Accelerator(
+            name="MI355X", vendor="AMD", year=2025,
+            dense_tflops={"bf16": 2516.6, "fp16": 2516.6, "fp8": 5033.2},
+            hbm_gb=288.0, hbm_tbps=8.0, scaleup_gbps=7 * 153.6, tdp_w=1400.0, source="tomshardware2025mi355x",
+            notes="REPORTED, not read from AMD's datasheet: 288 GB of HBM3E at 8 TB/s and 1,400 W from the "
+            "cited press report of AMD's ISC 2025 launch. Dense throughput computed from reported architecture "
+            "figures: 256 CUs (8 XCDs x 32) x 8,192 FP8 FLOP per clock per CU x 2.4 GHz = 5,033 TFLOP/s fp8, "
+            "half that for fp16/bf16 (AMD rounds these to 5.0 and 2.5 PFLOP/s). The report's 20.1 PFLOP/s "
+            "'FP4/FP6' is not labelled dense or sparse, so no fp4 figure is stored. Scale-up: 7 Infinity "
+            "Fabric links of 153.6 GB/s each, as reported. CDNA 4.",
         ),
         Accelerator(
             name="Ascend-910B", vendor="Huawei", year=2023,
@@ -171,7 +199,7 @@ ACCELERATORS: dict[str, Accelerator] = {
 _ALIASES: dict[str, str] = {
     "a100": "A100-SXM-80GB", "a100-sxm": "A100-SXM-80GB", "a100-80gb": "A100-SXM-80GB",
     "h100": "H100-SXM", "h800": "H800-SXM", "h200": "H200-SXM",
-    "mi300": "MI300X", "910b": "Ascend-910B", "910c": "Ascend-910C",
+    "mi300": "MI300X", "mi355": "MI355X", "b300-sxm": "B300", "gb300": "B300", "910b": "Ascend-910B", "910c": "Ascend-910C",
 }
 
 

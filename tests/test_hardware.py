@@ -10,7 +10,8 @@ import pytest
 from llminfra_lab import hardware
 from llminfra_lab.hardware import ACCELERATORS, PRECISIONS, Accelerator, accelerator
 
-REQUIRED = ["A100-SXM-80GB", "H100-SXM", "H800-SXM", "H200-SXM", "B200", "MI300X", "Ascend-910B", "Ascend-910C"]
+REQUIRED = ["A100-SXM-80GB", "H100-SXM", "H800-SXM", "H200-SXM", "B200", "B300", "MI300X", "MI355X",
+            "Ascend-910B", "Ascend-910C"]
 BIB = Path(__file__).resolve().parents[1] / "references.bib"
 
 
@@ -77,6 +78,46 @@ def test_nvidia_rows_match_every_datasheet_entry(name):
     assert acc.hbm_tbps == pytest.approx(sheet["hbm_tbps"])
 
 
+def test_b300_is_the_hgx_b300_column_divided_by_eight():
+    """NVIDIA HGX B300 (8 GPUs): bf16 36*, fp8 72*, fp4 144* | 108 dense PFLOP/s, fp64 10 TFLOP/s; NVIDIA's
+    Blackwell Ultra article: 288 GB of HBM3e at 8 TB/s, NVLink 5 at 1.8 TB/s."""
+    b = accelerator("B300")
+    assert b.dense_tflops["bf16"] == pytest.approx(36_000 / 2 / 8)
+    assert b.dense_tflops["fp8"] == pytest.approx(72_000 / 2 / 8)
+    assert b.dense_tflops["fp4"] == pytest.approx(108_000 / 8)
+    assert b.dense_tflops["fp64"] == pytest.approx(10 / 8)
+    assert (b.hbm_gb, b.hbm_tbps, b.scaleup_gbps) == (288.0, 8.0, 1800.0)
+    assert "int8" not in b.dense_tflops and math.isnan(b.tdp_w)
+
+
+def test_mi355x_dense_figures_from_its_architecture_and_marked_reported():
+    """AMD MI355X as reported (ISC 2025 launch, ISSCC 2026): 256 CUs x 8,192 FP8 FLOP/clock/CU x 2.4 GHz;
+    fp16/bf16 at half the fp8 rate; 288 GB at 8 TB/s; 1,400 W. Not from AMD's datasheet, and labelled so."""
+    mi = accelerator("MI355X")
+    assert mi.dense_tflops["fp8"] == pytest.approx(256 * 8192 * 2.4e9 / 1e12, rel=1e-4)
+    assert mi.dense_tflops["bf16"] == pytest.approx(mi.dense_tflops["fp8"] / 2)
+    assert (mi.hbm_gb, mi.hbm_tbps, mi.tdp_w) == (288.0, 8.0, 1400.0)
+    assert "fp4" not in mi.dense_tflops
+    assert mi.notes.startswith("REPORTED")
+
+
+def test_h800_cites_deepseeks_isca_paper_and_stores_no_fp64_figure():
+    """Zhao et al. (ISCA '25), section 4.1: NVLink reduced from 900 to 400 GB/s on H800 SXM nodes; FP64
+    reduced by an amount the paper does not give."""
+    h800, h100 = accelerator("H800-SXM"), accelerator("H100-SXM")
+    assert h800.source == "zhao2025insights"
+    assert h800.scaleup_gbps == 400.0 and h100.scaleup_gbps == 900.0
+    assert "fp64" not in h800.dense_tflops
+    assert h800.dense_tflops["bf16"] == h100.dense_tflops["bf16"]
+
+
+def test_sparse_only_datasheets_start_with_the_h100():
+    """The A100 datasheet prints dense and sparse Tensor Core figures; from the H100 on, only sparse."""
+    assert "both dense and with 2:4 sparsity" in accelerator("A100-SXM-80GB").notes
+    for name in ["H100-SXM", "H200-SXM", "B200", "B300"]:
+        assert "only with 2:4 sparsity" in accelerator(name).notes
+
+
 def test_mi300x_scaleup_is_seven_infinity_fabric_links():
     """AMD MI300X: 128 GB/s peak per Infinity Fabric link; 7 links reach the 7 peers of an 8-GPU platform."""
     assert accelerator("MI300X").scaleup_gbps == pytest.approx(7 * 128)
@@ -101,7 +142,7 @@ def test_ascend_910c_is_two_dies_as_huawei_describes():
 
 
 def test_chinese_rows_are_marked_as_reported_or_paper():
-    for name in ["Ascend-910B", "H800-SXM"]:
+    for name in ["Ascend-910B", "H800-SXM", "MI355X"]:
         assert "report" in ACCELERATORS[name].notes.lower()
     assert "not a datasheet" in ACCELERATORS["Ascend-910C"].notes
 
@@ -136,6 +177,7 @@ def test_lookup_is_case_insensitive(spelling):
 def test_lookup_aliases():
     assert accelerator("Ascend 910B").name == "Ascend-910B"
     assert accelerator("a100").name == "A100-SXM-80GB"
+    assert accelerator("GB300").name == "B300" and accelerator("mi355").name == "MI355X"
     assert hardware.accelerator_names() == list(ACCELERATORS)
 
 

@@ -245,16 +245,86 @@ def test_accelerator_table_rows_and_markdown():
     assert len(md.splitlines()) == 4
 
 
-def test_plots_are_log_log_figures():
+def test_plots_are_log_log_figures(drawn):
     m = rl.measure_cpu(32, 10_000, 1)
     fig = rl.roofline_plot(kernels=[rl.gemm_cost(4096, 4096, 4096), rl.elementwise_cost(1 << 20)], measured=m)
     ax = fig.axes[0]
     assert ax.get_xscale() == "log" and ax.get_yscale() == "log"
-    assert len(ax.get_lines()) >= 5
+    drawn(fig, min_artists=7, title="Rooflines")
     plt.close(fig)
     fig = rl.intensity_vs_size_plot()
     assert fig.axes[0].get_yscale() == "log"
+    drawn(fig, min_artists=6)
     plt.close(fig)
+
+
+def test_bound_time_is_the_slower_of_compute_and_memory():
+    """The roofline time bound, checked against the two times computed plainly."""
+    for flops, nbytes_, peak, bw in [(1e12, 1e9, 1e15, 1e12), (1e9, 1e9, 1e15, 1e12), (0.0, 4e6, 1e12, 1e10)]:
+        compute, memory = flops / peak, nbytes_ / bw
+        assert rl.bound_time_s(flops, nbytes_, peak, bw) == (compute if compute > memory else memory)
+    # roofline_time_s is bound_time_s with the chip's datasheet numbers
+    k, h100 = rl.gemm_cost(64, 8192, 8192), accelerator("H100-SXM")
+    assert rl.roofline_time_s(k, "H100-SXM") == rl.bound_time_s(k.flops, k.bytes, h100.peak_flops("bf16"),
+                                                                h100.hbm_bytes_per_s)
+
+
+def test_attainable_flops_times_bound_time_is_the_work():
+    """At the attainable rate, the kernel's FLOPs take exactly the bound time (compute or memory)."""
+    for intensity in (0.5, 10.0, 295.0, 3000.0):
+        flops = 1e12
+        t = rl.bound_time_s(flops, flops / intensity, 989.5e12, 3.35e12)
+        assert flops / t == pytest.approx(rl.attainable_flops(intensity, 989.5e12, 3.35e12))
+
+
+def test_bytes_per_element_come_from_precision():
+    """One definition of bytes per element: every dtype precision knows is accepted, with its width."""
+    from llminfra_lab import precision
+
+    assert not hasattr(rl, "DTYPE_BYTES")
+    for dtype, e in precision.BYTES_PER_ELEMENT.items():
+        assert rl.gemm_cost(4, 4, 4, dtype).bytes == e * 48
+        assert rl.elementwise_cost(10, dtype).bytes == e * 20
+
+
+# --- schematics ------------------------------------------------------------------------------
+
+def test_memory_ladder_matches_the_spec_table_and_cites_its_sources(drawn):
+    """The ladder's HBM, NVLink and PCIe rungs are the H100 datasheet's figures (the same as
+    hardware.py's row); on-chip rungs come from the Hopper whitepaper; every key is in references.bib."""
+    import re
+    from pathlib import Path
+
+    h100 = accelerator("H100-SXM")
+    by_name = {lv.name: lv for lv in rl.H100_MEMORY_LADDER}
+    assert by_name["HBM3"].bandwidth_bytes_per_s == h100.hbm_bytes_per_s
+    assert by_name["HBM3"].capacity_bytes == h100.hbm_gb * 1e9
+    assert by_name["NVLink 4 (7 peer GPUs)"].bandwidth_bytes_per_s == h100.scaleup_gbps * 1e9
+    assert by_name["host over PCIe Gen5"].bandwidth_bytes_per_s == 128e9          # H100 datasheet: PCIe Gen5 128 GB/s
+    assert by_name["registers"].capacity_bytes == 256 * 1024 * 132                # 64K 32-bit registers per SM
+    assert by_name["L2 cache"].capacity_bytes == 50e6
+    bandwidths = [lv.bandwidth_bytes_per_s for lv in rl.H100_MEMORY_LADDER if lv.bandwidth_bytes_per_s]
+    assert bandwidths == sorted(bandwidths, reverse=True)                          # slower down the ladder
+    keys = set(re.findall(r"@\w+\{([^,]+),", (Path(__file__).resolve().parents[1] / "references.bib").read_text()))
+    assert {k for lv in rl.H100_MEMORY_LADDER for k in lv.sources} <= keys
+    fig = rl.memory_ladder_plot()
+    drawn(fig, min_artists=3 * len(rl.H100_MEMORY_LADDER), title="memory ladder")
+
+
+def test_sm_and_warp_schematic(drawn):
+    """Four sub-partitions, each with one Tensor Core (Hopper whitepaper), and a warp of 32 lanes."""
+    assert rl.WARP_SIZE == 32 and rl.HOPPER_SM["sub_partitions"] == 4
+    fig = rl.sm_warp_plot()
+    drawn(fig, min_artists=4 * 32, title="SIMT")
+    texts = [t.get_text() for ax in fig.axes for t in ax.texts]
+    assert sum("Tensor Core" in t for t in texts) == 4
+
+
+def test_schematics_bad_input():
+    with pytest.raises(ValueError, match="at least one MemoryLevel"):
+        rl.memory_ladder_plot([])
+    with pytest.raises(ValueError, match="MemoryLevel values"):
+        rl.memory_ladder_plot(["HBM"])
 
 
 # --- measurement -----------------------------------------------------------------------------
@@ -265,6 +335,26 @@ def test_measure_cpu_tiny_sizes_positive_finite():
     assert set(m.stream_bytes_per_s) == {"copy", "scale", "add", "triad"}
     assert all(math.isfinite(x) and x > 0 for x in values)
     assert m.device == "cpu"
+
+
+def test_measure_reports_medians_not_best_runs(monkeypatch):
+    """With one run 100x slower and one 100x faster than the rest, the median ignores both."""
+    from llminfra_lab.roofline import measure
+
+    clock = iter([0.0, 1.0, 1.0, 1.01, 2.0, 2.01, 3.0, 3.0001] * 50)
+    monkeypatch.setattr(measure.time, "perf_counter", lambda: next(clock))
+    m = rl.measure_cpu(matmul_n=8, stream_elements=1000, repeats=3)
+    assert m.matmul_flops_per_s == pytest.approx(2 * 8 ** 3 / 0.01)
+    assert m.stream_bytes_per_s["copy"] == pytest.approx(2 * 4 * 1000 / 0.01)
+    assert m.stream_spread == pytest.approx(3 / 2)   # same times; add and triad move 3 arrays, copy 2
+
+
+def test_measure_cpu_default_arrays_exceed_a_last_level_cache():
+    """STREAM's rule: each array much larger than the caches (here 128 MiB, beyond any CPU's L3)."""
+    import inspect
+
+    default = inspect.signature(rl.measure_cpu).parameters["stream_elements"].default
+    assert default * 4 >= 128 * 2 ** 20
 
 
 def test_measure_cpu_threads_restored():
@@ -322,6 +412,10 @@ def test_measure_gpu_tiny_sizes_positive_finite():
         (lambda: rl.attainable_flops(1, 1, float("inf")), "bandwidth_bytes_per_s"),
         (lambda: rl.ridge_point(0, 1), "peak_flops_per_s"),
         (lambda: rl.roofline_time_s("gemm", "H100-SXM"), "KernelCost"),
+        (lambda: rl.bound_time_s(-1.0, 1.0, 1.0, 1.0), "flops"),
+        (lambda: rl.bound_time_s(1.0, 0.0, 1.0, 1.0), "bytes_moved"),
+        (lambda: rl.bound_time_s(1.0, 1.0, float("nan"), 1.0), "peak_flops_per_s"),
+        (lambda: rl.bound_time_s(1.0, 1.0, 1.0, True), "bandwidth_bytes_per_s"),
         (lambda: rl.roofline_time_s(rl.gemm_cost(8, 8, 8, "fp8"), "A100-SXM-80GB"), "no 'fp8'"),
         (lambda: rl.is_memory_bound(3.0, "H100-SXM"), "KernelCost"),
         (lambda: rl.accelerator_rows([]), "at least one"),
