@@ -37,6 +37,7 @@ __all__ = [
     "HBMTraffic",
     "naive_attention",
     "tiled_attention",
+    "online_softmax_step",
     "merge_partials",
     "blocks_for_sram",
     "naive_attention_hbm_elements",
@@ -156,14 +157,7 @@ def tiled_attention(
             s = (qi @ kj.transpose(-2, -1)) * scale                     # (..., bq, bk) on chip
             if causal:
                 s = s.masked_fill(_causal_mask(i1 - i0, j1 - j0, i0, j0, q.device), float("-inf"))
-            m_new = torch.maximum(m, s.amax(dim=-1))
-            # A row whose every score so far is masked keeps m = -inf; shift by 0 there.
-            shift = torch.where(torch.isfinite(m_new), m_new, torch.zeros_like(m_new))
-            p = torch.exp(s - shift.unsqueeze(-1))
-            alpha = torch.exp(m - shift)                                 # rescales old l, acc
-            l = alpha * l + p.sum(dim=-1)
-            acc = alpha.unsqueeze(-1) * acc + p @ vj
-            m = m_new
+            m, l, acc = _online_softmax_step(m, l, acc, s, vj)
         out_i = (acc / l.unsqueeze(-1)).to(q.dtype)
         lse_i = m + torch.log(l)
         out[..., i0:i1, :] = out_i                                      # store once
@@ -171,6 +165,41 @@ def tiled_attention(
         if traffic is not None:
             traffic.write(out_i), traffic.write(lse_i)
     return (out, lse) if return_lse else out
+
+
+def online_softmax_step(
+    m: torch.Tensor, l: torch.Tensor, acc: torch.Tensor, s: torch.Tensor, v: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Fold one tile of scores into the running softmax: the step FlashAttention repeats.
+
+    m: (..., rows) the running maximum of each row's scores (-inf before the first tile);
+    l: (..., rows) the running sum of exp(score - m); acc: (..., rows, dim) the running
+    unnormalised output sum_j exp(s_j - m) v_j; s: (..., rows, cols) this tile's scaled
+    scores; v: (..., cols, dim) its values. Returns the new (m, l, acc). After the last
+    tile, acc / l is the softmax-weighted sum of all values, exactly.
+    """
+    for name, t in (("m", m), ("l", l), ("acc", acc), ("s", s), ("v", v)):
+        if not isinstance(t, torch.Tensor):
+            raise ValueError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+    rows, cols = tuple(s.shape[:-1]), s.shape[-1]
+    if s.dim() < 2 or tuple(m.shape) != rows or tuple(l.shape) != rows:
+        raise ValueError(f"m and l must have the shape of s without its last axis: s {tuple(s.shape)}, "
+                         f"m {tuple(m.shape)}, l {tuple(l.shape)}")
+    if v.dim() < 2 or v.shape[-2] != cols or tuple(acc.shape) != (*rows, v.shape[-1]):
+        raise ValueError(f"v must be (..., {cols}, dim) and acc (..., rows, dim): s {tuple(s.shape)}, "
+                         f"v {tuple(v.shape)}, acc {tuple(acc.shape)}")
+    return _online_softmax_step(m, l, acc, s, v)
+
+
+def _online_softmax_step(m, l, acc, s, v):
+    m_new = torch.maximum(m, s.amax(dim=-1))                 # the new running maximum
+    # A row whose every score so far is masked keeps m = -inf; shift by 0 there.
+    shift = torch.where(torch.isfinite(m_new), m_new, torch.zeros_like(m_new))
+    p = torch.exp(s - shift.unsqueeze(-1))                   # this tile's weights
+    alpha = torch.exp(m - shift)                             # rescales the old l and acc
+    l = alpha * l + p.sum(dim=-1)
+    acc = alpha.unsqueeze(-1) * acc + p @ v
+    return m_new, l, acc
 
 
 def merge_partials(
@@ -198,8 +227,12 @@ def merge_partials(
             )
     if out_a.shape != out_b.shape:
         raise ValueError(f"out_a and out_b must have the same shape, got {tuple(out_a.shape)} and {tuple(out_b.shape)}")
+    return _merge_partials(out_a, lse_a, out_b, lse_b)
+
+
+def _merge_partials(out_a, lse_a, out_b, lse_b):
     lse_a, lse_b = lse_a.float(), lse_b.float()
-    lse = torch.logaddexp(lse_a, lse_b)
+    lse = torch.logaddexp(lse_a, lse_b)                      # log(e^lse_a + e^lse_b), overflow-safe
     safe = torch.where(torch.isfinite(lse), lse, torch.zeros_like(lse))
     w_a = torch.where(torch.isfinite(lse_a), torch.exp(lse_a - safe), torch.zeros_like(lse_a))
     w_b = torch.where(torch.isfinite(lse_b), torch.exp(lse_b - safe), torch.zeros_like(lse_b))

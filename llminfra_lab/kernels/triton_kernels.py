@@ -3,7 +3,7 @@
 Triton programs are written per *block*: one program instance (one CUDA thread block on a
 GPU) loads a whole tile with `tl.load`, works on it as an array, and stores it with
 `tl.store`. The compiler decides how the tile maps onto threads, warps, registers and
-shared memory. The kernels here, in order of difficulty:
+shared memory. The kernels, in order of difficulty:
 
     add_kernel          one program per BLOCK elements of a vector
     softmax_kernel      one program per row: load once, max, exp, sum, divide, store once
@@ -11,19 +11,25 @@ shared memory. The kernels here, in order of difficulty:
     flash_attn_kernel   one program per (BLOCK_M query rows, batch*head), looping over K/V
                         blocks with the online softmax of `llminfra_lab.attention`
 
-Running without a GPU. Triton has an interpreter that executes a kernel's block
-operations with NumPy on the CPU. It is switched on by the environment variable
-TRITON_INTERPRET=1, which must be set *before* `triton` is imported (Triton reads it
-when a kernel is decorated). This module therefore, when torch sees no CUDA device and
-triton is not yet imported, sets TRITON_INTERPRET=1 and then imports triton. If you
-import triton yourself first on such a machine, set the variable before doing so.
-`interpreted()` says which mode is active. The interpreter is slow (NumPy per block):
-keep sizes small. Known trap: `tl.dot` on bfloat16 inputs is wrong in the interpreter,
-so on CPU use float32 or float16.
+Running without a GPU. Triton has an interpreter that executes a kernel's block operations
+with NumPy on the CPU. It is switched on by TRITON_INTERPRET=1, which must be set *before*
+`triton` is imported (Triton reads it when a kernel is decorated). So when torch sees no
+CUDA device and triton is not yet imported, this module sets TRITON_INTERPRET=1 and then
+imports triton. If you import triton yourself first on such a machine, set the variable
+before doing so. `interpreted()` says which mode is active. The interpreter is slow (NumPy
+per block): keep sizes small. Known trap: `tl.dot` on bfloat16 inputs is wrong in the
+interpreter, so on CPU use float32 or float16.
 
-If triton is not installed (it ships wheels for Linux x86-64 only), the module still
-imports, so the byte-count helpers at the bottom (which need no Triton) work everywhere;
-calling a kernel then raises an ImportError that says how to install Triton.
+Loop bounds. The loops over K tiles and over key blocks run a trip count that the host
+computes (`K_TILES`, `N_BLOCKS`, compile-time constants), not `range(0, K, BLOCK_K)` over
+a runtime scalar: Triton's interpreter up to release 3.6 turns a runtime scalar used as a
+`range` bound into a Python int in a way NumPy 2.4 rejects. On a GPU the kernel is compiled
+once per trip count, and the loop is the same loop.
+
+Triton is optional. CUDA builds of torch bring their own; on a CPU-only torch add it with
+`pip install triton` (which leaves torch alone; wheels exist for Linux). Without it the
+module still imports, `HAVE_TRITON` is False, and calling a kernel raises an ImportError
+that says how to install it.
 """
 from __future__ import annotations
 
@@ -32,30 +38,38 @@ import sys
 
 import torch
 
-from llminfra_lab.checks import positive_int
-
 if "triton" not in sys.modules and not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
 
 try:
     import triton
     import triton.language as tl
-except ImportError:  # no wheel for this platform: byte counts still work, kernels raise on call
+except ImportError:  # not installed (or no wheel for this platform): kernels raise on call
     triton = tl = None
 
 __all__ = [
+    "HAVE_TRITON",
+    "MAX_SOFTMAX_COLS",
+    "TRITON_MISSING",
     "interpreted",
+    "triton_version",
+    "add_kernel",
+    "softmax_kernel",
+    "matmul_kernel",
+    "flash_attn_kernel",
     "vector_add",
     "softmax",
     "matmul",
     "flash_attention",
-    "unfused_softmax",
-    "softmax_hbm_elements",
-    "softmax_hbm_bytes",
-    "plot_fusion_bytes",
 ]
 
+HAVE_TRITON = triton is not None
 MAX_SOFTMAX_COLS = 16384  # one row must fit in one program's registers/shared memory
+TRITON_MISSING = (
+    "Triton is not installed. CUDA builds of torch bring it; with a CPU-only torch run "
+    "`pip install triton` (wheels for Linux; it does not touch torch) and restart the kernel. "
+    "Without a GPU the kernels then run in Triton's interpreter."
+)
 
 
 def _jit(fn):
@@ -65,15 +79,17 @@ def _jit(fn):
 
 def _require_triton() -> None:
     if triton is None:
-        raise ImportError(
-            "llminfra_lab.kernels needs Triton to run kernels: pip install 'triton>=3.2' (wheels "
-            "exist for Linux x86-64 only). Without a GPU it runs in Triton's interpreter."
-        )
+        raise ImportError(f"llminfra_lab.kernels needs Triton to run kernels. {TRITON_MISSING}")
 
 
 def interpreted() -> bool:
     """True when kernels run in Triton's CPU interpreter (TRITON_INTERPRET=1), False on a GPU."""
     return os.environ.get("TRITON_INTERPRET", "0").lower() in ("1", "true", "on", "yes")
+
+
+def triton_version() -> str | None:
+    """The installed Triton's version string, or None where Triton is missing."""
+    return triton.__version__ if triton is not None else None
 
 
 # --------------------------------------------------------------------------- 1. vector add
@@ -144,14 +160,15 @@ def softmax(x: torch.Tensor) -> torch.Tensor:
 def matmul_kernel(a_ptr, b_ptr, c_ptr, M, N, K,
                   stride_am, stride_ak, stride_bk, stride_bn, stride_cm, stride_cn,
                   BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
-                  PRECISION: tl.constexpr):
+                  K_TILES: tl.constexpr, PRECISION: tl.constexpr):
     pid_m = tl.program_id(axis=0)                     # which BLOCK_M rows of C
     pid_n = tl.program_id(axis=1)                     # which BLOCK_N columns of C
     rm = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
     rn = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
     rk = tl.arange(0, BLOCK_K)
     acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)   # the C tile stays on chip
-    for k0 in range(0, K, BLOCK_K):
+    for kt in range(K_TILES):                         # K_TILES = cdiv(K, BLOCK_K), from the host
+        k0 = kt * BLOCK_K
         a = tl.load(a_ptr + rm[:, None] * stride_am + (k0 + rk)[None, :] * stride_ak,
                     mask=(rm[:, None] < M) & ((k0 + rk)[None, :] < K), other=0.0)
         b = tl.load(b_ptr + (k0 + rk)[:, None] * stride_bk + rn[None, :] * stride_bn,
@@ -165,6 +182,8 @@ def matmul(a: torch.Tensor, b: torch.Tensor, block_m: int = 32, block_n: int = 3
            allow_tf32: bool = False) -> torch.Tensor:
     """a @ b for a (M, K) and b (K, N), each program computing one (block_m x block_n) tile of C.
 
+    The grid is (cdiv(M, block_m), cdiv(N, block_n)) programs; program (i, j) computes rows
+    i*block_m.. and columns j*block_n.. of C, in cdiv(K, block_k) steps along K.
     Accumulates in float32. Block sizes are powers of two >= 16 (tensor-core tiles need it).
     On a GPU float32 inputs are multiplied in IEEE float32 unless `allow_tf32` (faster, ~1e-3
     relative error); the interpreter always multiplies exactly.
@@ -186,7 +205,7 @@ def matmul(a: torch.Tensor, b: torch.Tensor, block_m: int = 32, block_n: int = 3
     grid = (triton.cdiv(m, block_m), triton.cdiv(n, block_n))
     matmul_kernel[grid](a, b, c, m, n, k, a.stride(0), a.stride(1), b.stride(0), b.stride(1),
                         c.stride(0), c.stride(1), BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_K=block_k,
-                        PRECISION=precision)
+                        K_TILES=triton.cdiv(k, block_k), PRECISION=precision)
     return c
 
 
@@ -196,7 +215,7 @@ def matmul(a: torch.Tensor, b: torch.Tensor, block_m: int = 32, block_n: int = 3
 @_jit
 def flash_attn_kernel(q_ptr, k_ptr, v_ptr, o_ptr, lse_ptr, seq_len, scale,
                       HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
-                      CAUSAL: tl.constexpr, PRECISION: tl.constexpr):
+                      N_BLOCKS: tl.constexpr, CAUSAL: tl.constexpr, PRECISION: tl.constexpr):
     pid_m = tl.program_id(axis=0)                     # which BLOCK_M query rows
     bh = tl.program_id(axis=1)                        # which (batch, head)
     base = bh * seq_len * HEAD_DIM                    # q, k, v, o are (batch*heads, seq, dim), contiguous
@@ -208,22 +227,24 @@ def flash_attn_kernel(q_ptr, k_ptr, v_ptr, o_ptr, lse_ptr, seq_len, scale,
     acc = tl.zeros((BLOCK_M, HEAD_DIM), dtype=tl.float32)        # running output
     end = seq_len
     if CAUSAL:
-        end = tl.minimum((pid_m + 1) * BLOCK_M, seq_len)         # skip blocks above the diagonal
-    for n0 in range(0, end, BLOCK_N):
-        rn = n0 + tl.arange(0, BLOCK_N)
-        k = tl.load(k_ptr + base + rn[:, None] * HEAD_DIM + rd[None, :], mask=rn[:, None] < seq_len, other=0.0)
-        v = tl.load(v_ptr + base + rn[:, None] * HEAD_DIM + rd[None, :], mask=rn[:, None] < seq_len, other=0.0)
-        s = tl.dot(q, tl.trans(k), input_precision=PRECISION) * scale
-        valid = rn[None, :] < seq_len
-        if CAUSAL:
-            valid = valid & (rn[None, :] <= rm[:, None])
-        s = tl.where(valid, s, -float("inf"))
-        m_new = tl.maximum(m_i, tl.max(s, axis=1))
-        p = tl.exp(s - m_new[:, None])
-        alpha = tl.exp(m_i - m_new)
-        l_i = l_i * alpha + tl.sum(p, axis=1)
-        acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v, input_precision=PRECISION)
-        m_i = m_new
+        end = tl.minimum((pid_m + 1) * BLOCK_M, seq_len)         # keys past the last row are never seen
+    for j in range(N_BLOCKS):                                    # N_BLOCKS = cdiv(seq_len, BLOCK_N), from the host
+        n0 = j * BLOCK_N
+        if n0 < end:                                             # causal: skip blocks above the diagonal
+            rn = n0 + tl.arange(0, BLOCK_N)
+            k = tl.load(k_ptr + base + rn[:, None] * HEAD_DIM + rd[None, :], mask=rn[:, None] < seq_len, other=0.0)
+            v = tl.load(v_ptr + base + rn[:, None] * HEAD_DIM + rd[None, :], mask=rn[:, None] < seq_len, other=0.0)
+            s = tl.dot(q, tl.trans(k), input_precision=PRECISION) * scale
+            valid = rn[None, :] < seq_len
+            if CAUSAL:
+                valid = valid & (rn[None, :] <= rm[:, None])
+            s = tl.where(valid, s, -float("inf"))
+            m_new = tl.maximum(m_i, tl.max(s, axis=1))
+            p = tl.exp(s - m_new[:, None])
+            alpha = tl.exp(m_i - m_new)                          # rescales the old sum and output
+            l_i = l_i * alpha + tl.sum(p, axis=1)
+            acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v, input_precision=PRECISION)
+            m_i = m_new
     out = acc / l_i[:, None]
     tl.store(o_ptr + base + rm[:, None] * HEAD_DIM + rd[None, :], out.to(o_ptr.dtype.element_ty),
              mask=rm[:, None] < seq_len)
@@ -267,78 +288,10 @@ def flash_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: b
     lse = torch.empty((b * h, n), dtype=torch.float32, device=q.device)
     grid = (triton.cdiv(n, block_m), b * h)
     flash_attn_kernel[grid](qc, kc, vc, out, lse, n, float(scale), HEAD_DIM=d, BLOCK_M=block_m,
-                            BLOCK_N=block_n, CAUSAL=causal, PRECISION="ieee")
+                            BLOCK_N=block_n, N_BLOCKS=triton.cdiv(n, block_n), CAUSAL=causal,
+                            PRECISION="ieee")
     out = out.view(b, h, n, d)
     return (out, lse.view(b, h, n)) if return_lse else out
-
-
-# --------------------------------------------------------------------------- bytes that fusion saves
-
-
-def unfused_softmax(x: torch.Tensor, traffic=None) -> torch.Tensor:
-    """Softmax over the last axis as five separate eager PyTorch kernels, as a framework runs it.
-
-    max, subtract, exp, sum, divide: each reads its inputs from HBM and writes its output
-    back. If `traffic` (an `llminfra_lab.attention.HBMTraffic`) is given it is charged with
-    every tensor each of the five kernels reads and writes.
-    """
-    _check_tensors(("x", x))
-    if x.dim() != 2 or x.numel() == 0:
-        raise ValueError(f"x must be a non-empty 2-D tensor (rows, cols), got shape {tuple(x.shape)}")
-    steps = []
-    row_max = x.amax(dim=-1, keepdim=True); steps.append(((x,), row_max))
-    z = x - row_max;                      steps.append(((x, row_max), z))
-    num = torch.exp(z);                   steps.append(((z,), num))
-    den = num.sum(dim=-1, keepdim=True);  steps.append(((num,), den))
-    out = num / den;                      steps.append(((num, den), out))
-    if traffic is not None:
-        for inputs, output in steps:
-            for t in inputs:
-                traffic.read(t)
-            traffic.write(output)
-    return out
-
-
-def softmax_hbm_elements(rows: int, cols: int, fused: bool) -> int:
-    """Elements moved to and from HBM by a row softmax of a (rows, cols) matrix.
-
-    Fused (one kernel): read the matrix once, write it once: 2 R C.
-    Unfused (`unfused_softmax`, five kernels): reads 5 R C + 2 R, writes 3 R C + 2 R,
-    in all 8 R C + 4 R, the count the Triton fused-softmax tutorial gives (Tillet et al.).
-    """
-    for name, val in (("rows", rows), ("cols", cols)):
-        positive_int(f"{name}", val)
-    if not isinstance(fused, bool):
-        raise ValueError(f"fused must be a bool, got {fused!r}")
-    n = rows * cols
-    return 2 * n if fused else 8 * n + 4 * rows
-
-
-def softmax_hbm_bytes(rows: int, cols: int, fused: bool, dtype_bytes: int = 2) -> int:
-    """`softmax_hbm_elements` in bytes at `dtype_bytes` per element (2 for fp16/bf16)."""
-    positive_int("dtype_bytes", dtype_bytes)
-    return dtype_bytes * softmax_hbm_elements(rows, cols, fused)
-
-
-def plot_fusion_bytes(rows: int = 4096, cols_list: list[int] | None = None, dtype_bytes: int = 2, ax=None):
-    """Bar chart of MiB moved by unfused and fused softmax of (rows, cols) for several widths."""
-    import matplotlib.pyplot as plt
-    import numpy as np
-
-    cols_list = cols_list or [512, 1024, 2048, 4096, 8192]
-    unfused = [softmax_hbm_bytes(rows, c, False, dtype_bytes) / 2**20 for c in cols_list]
-    fused = [softmax_hbm_bytes(rows, c, True, dtype_bytes) / 2**20 for c in cols_list]
-    if ax is None:
-        _, ax = plt.subplots(figsize=(6, 3.4))
-    x = np.arange(len(cols_list))
-    ax.bar(x - 0.2, unfused, 0.4, label="unfused: 5 kernels")
-    ax.bar(x + 0.2, fused, 0.4, label="fused: 1 kernel")
-    ax.set_xticks(x, [str(c) for c in cols_list])
-    ax.set_xlabel(f"columns per row ({rows} rows)")
-    ax.set_ylabel("HBM traffic (MiB)")
-    ax.set_title(f"Row softmax, {8 * dtype_bytes}-bit elements")
-    ax.legend()
-    return ax
 
 
 # --------------------------------------------------------------------------- helpers
