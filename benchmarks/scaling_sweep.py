@@ -4,8 +4,9 @@
 
 Every width in training.SWEEP_WIDTHS is trained for every budget in training.SWEEP_STEPS
 (a fresh model and a cosine schedule ending at the budget each time) on the checkpoints'
-arithmetic-and-stories mixture, and its held-out loss is recorded. One thread, deterministic; it takes a few
-minutes on a laptop core, which is why the lab reads the stored results instead.
+arithmetic-and-stories mixture, and its held-out loss is recorded. One thread, deterministic on
+one machine and software (another CPU or torch changes the losses in the third or fourth digit);
+it takes a few minutes on a laptop core, which is why the lab reads the stored results instead.
 """
 from __future__ import annotations
 
@@ -34,7 +35,8 @@ def main(out: Path) -> None:
                            [r["val_loss"] for r in runs])
     sweep = {
         "settings": {"widths": list(T.SWEEP_WIDTHS), "steps": list(T.SWEEP_STEPS), "n_layer": 2,
-                     "batch_size": 8, "seq_len": 64, "max_lr": "0.288 / d_model (min_lr = max_lr / 10)", "corpus": "build_corpus(PRESETS['draft']) (arithmetic + stories)",
+                     "batch_size": 8, "seq_len": 64, "max_lr": "0.288 / d_model (min_lr = max_lr / 10)",
+                     "corpus": "build_corpus(PRESETS['draft']) (arithmetic + stories)",
                      "heldout": "500 held-out problems + held-out stories, shuffled", "tokenizer": "the checkpoints' BPE (512)",
                      "command": "python benchmarks/scaling_sweep.py", "torch_version": str(torch.__version__)},
         "fit": {"E": law.E, "A": law.A, "B": law.B, "alpha": law.alpha, "beta": law.beta},

@@ -28,6 +28,9 @@ which takes reproducing four details of its trainer:
    where its pair was created at that step, exactly as `tokenizers` does.
 
 Encoding applies merges inside each pre-token, lowest rank first (leftmost on ties).
+
+`bpe_merge_step` is one step of the same training written plainly (count every pair again,
+pick, merge); `bpe_merge_table` repeats it on a toy text to show the first merges.
 """
 from __future__ import annotations
 
@@ -38,7 +41,7 @@ import unicodedata
 from collections import Counter
 from functools import cache
 
-__all__ = ["BPETokenizer", "pretokenize", "byte_order"]
+__all__ = ["BPETokenizer", "pretokenize", "byte_order", "bpe_merge_step", "bpe_merge_table"]
 
 
 # ----------------------------------------------------------------------------- pre-tokenizer
@@ -91,6 +94,77 @@ def byte_order() -> tuple[int, ...]:
     """
     printable = [*range(0x21, 0x7F), *range(0xA1, 0xAD), *range(0xAE, 0x100)]
     return tuple(printable + [b for b in range(256) if b not in set(printable)])
+
+
+# ----------------------------------------------------------------------------- one merge step
+
+def bpe_merge_step(words: dict[tuple[int, ...], int], new_id: int
+                   ) -> tuple[tuple[int, int], int, dict[tuple[int, ...], int]]:
+    """One step of BPE training, written plainly: count, pick, merge.
+
+    words maps each distinct word (a tuple of token ids) to how often it occurs. Every
+    adjacent pair is counted, weighted by its word's count; the most frequent pair wins,
+    ties going to the smallest (left id, right id), as in BPETokenizer.train; in each word
+    its occurrences are replaced, left to right and without overlap, by new_id.
+    Returns (pair, its count, the merged words).
+    """
+    if not isinstance(words, dict) or not words or not all(
+            isinstance(w, tuple) and isinstance(n, int) and not isinstance(n, bool) and n > 0 for w, n in words.items()):
+        raise ValueError("words must be a non-empty dict {tuple of token ids: count >= 1}")
+    if isinstance(new_id, bool) or not isinstance(new_id, int) or new_id < 0:
+        raise ValueError(f"new_id must be an int >= 0, got {new_id!r}")
+    counts: Counter = Counter()
+    for word, n in words.items():
+        for pair in zip(word, word[1:]):
+            counts[pair] += n
+    if not counts:
+        raise ValueError("no word has two tokens left: nothing to merge")
+    best = min(counts, key=lambda pair: (-counts[pair], pair))
+    merged: dict[tuple[int, ...], int] = {}
+    for word, n in words.items():
+        out, i = [], 0
+        while i < len(word):
+            if word[i:i + 2] == best:
+                out.append(new_id)
+                i += 2
+            else:
+                out.append(word[i])
+                i += 1
+        merged[tuple(out)] = merged.get(tuple(out), 0) + n
+    return best, counts[best], merged
+
+
+def bpe_merge_table(text: str, n_merges: int) -> list[dict]:
+    """The first n_merges merges BPE learns from text, by repeated `bpe_merge_step`.
+
+    Token ids are BPETokenizer's (bytes in GPT-2 order, then new tokens), so the merges are
+    the trainer's. Each row: {"rank", "left", "right", "merged" (strings, a space shown as
+    "Ġ"), "count", "words" (the distinct words, spelled in tokens joined by spaces, after
+    the merge)}. Stops early when nothing is left to merge.
+    """
+    if not isinstance(text, str) or not text:
+        raise ValueError("text must be a non-empty str")
+    if isinstance(n_merges, bool) or not isinstance(n_merges, int) or n_merges < 1:
+        raise ValueError(f"n_merges must be an int >= 1, got {n_merges!r}")
+    vocab = [bytes([b]) for b in byte_order()]
+    id_of = {tok: i for i, tok in enumerate(vocab)}
+    words = dict(Counter(tuple(id_of[bytes([b])] for b in piece.encode("utf-8")) for piece in pretokenize(text)))
+    show = lambda i: vocab[i].decode("utf-8", errors="replace").replace(" ", "Ġ")  # noqa: E731
+    rows = []
+    for rank in range(n_merges):
+        if all(len(w) < 2 for w in words):
+            break
+        (a, b), count, merged = bpe_merge_step(words, len(vocab))
+        new = vocab[a] + vocab[b]
+        if new in id_of:                               # "ab"+"c" after "a"+"bc": the token exists
+            merged = {tuple(id_of[new] if t == len(vocab) else t for t in w): n for w, n in merged.items()}
+        else:
+            id_of[new] = len(vocab)
+            vocab.append(new)
+        words = merged
+        rows.append({"rank": rank, "left": show(a), "right": show(b), "merged": show(id_of[new]), "count": count,
+                     "words": [" ".join(show(t) for t in w) for w in words]})
+    return rows
 
 
 # ----------------------------------------------------------------------------- tokenizer

@@ -74,18 +74,18 @@ def test_reward_is_verifiable():
 @pytest.mark.parametrize("kw", [{"n": -1}, {"n": 1.5}, {"digits": 0}, {"digits": 10}, {"seed": "0"},
                                 {"ops": "/"}, {"ops": ""}, {"ops": "++"}, {"n": 301, "digits": 1, "ops": "+-*"}])
 def test_arithmetic_rejects_bad_input(kw):
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="must be|distinct problems"):
         arithmetic_problems(**{"n": 5, **kw})
 
 
 def test_answer_and_split_reject_bad_input():
     for bad in ("37+", "+58=", "37/58=", "a+b=", 37, "37+58+1="):
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError, match="prompt must"):
             arithmetic_answer(bad)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="completion must be a str"):
         arithmetic_reward("37+58=", 95)
     for args in ((-1, 5), (5, -1), (1.0, 5), (True, 5)):
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError, match=r"n_(train|test) must be an int >= 0"):
             arithmetic_split(*args)
 
 
@@ -152,13 +152,13 @@ def test_corpus_kinds_lengths_and_determinism():
 def test_corpus_rejects_bad_input():
     with pytest.raises(KeyError, match="stories"):
         corpus("poems", 100)
-    for args in (("stories", -1), ("stories", 1.5), ("json", 10, "seed")):
-        with pytest.raises(ValueError):
+    for args, match in ((("stories", -1), "n_chars"), (("stories", 1.5), "n_chars"), (("json", 10, "seed"), "seed")):
+        with pytest.raises(ValueError, match=match):
             corpus(*args)
-    for args in ((-5,), (10, 0.5)):
-        with pytest.raises(ValueError):
+    for args, match in (((-5,), "n_chars"), ((10, 0.5), "seed")):
+        with pytest.raises(ValueError, match=match):
             stories(*args)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="n must be an int >= 0"):
         json_records(-1)
 
 
@@ -195,5 +195,5 @@ def test_batches_reject_bad_input():
         lambda: batches(ids, 2, 100), lambda: batches(ids, 2, 8, generator=5), lambda: batches(ids, True, 8),
     ]
     for call in bad_calls:
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError, match="token_ids|batch_size|seq_len|generator|need at least"):
             call()

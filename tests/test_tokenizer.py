@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from llminfra_lab.data import corpus, stories
-from llminfra_lab.tokenizer import BPETokenizer, byte_order, pretokenize
+from llminfra_lab.tokenizer import BPETokenizer, bpe_merge_step, bpe_merge_table, byte_order, pretokenize
 
 tokenizers = pytest.importorskip("tokenizers")
 from tokenizers import Tokenizer, models, pre_tokenizers, trainers  # noqa: E402
@@ -167,24 +167,28 @@ def test_to_dict_from_dict_and_weights_only_load(tmp_path):
 # ----------------------------------------------------------------------------- bad input
 
 def test_train_rejects_bad_input():
-    for args, kw in [((b"bytes", 300), {}), (("text", 255), {}), (("text", True), {}), (("text", 300.0), {}),
-                     (("text", 257), {"special_tokens": ["<a>", "<b>"]}), (("text", 300), {"special_tokens": "<s>"}),
-                     (("text", 300), {"special_tokens": ["<s>", "<s>"]}), (("text", 300), {"special_tokens": [""]}),
-                     (("text", 300), {"min_frequency": -1}), (("text", 300), {"min_frequency": 1.5})]:
-        with pytest.raises(ValueError):
+    for args, kw, match in [
+            ((b"bytes", 300), {}, "text must be a str"), (("text", 255), {}, "vocab_size"),
+            (("text", True), {}, "vocab_size"), (("text", 300.0), {}, "vocab_size"),
+            (("text", 257), {"special_tokens": ["<a>", "<b>"]}, "vocab_size"),
+            (("text", 300), {"special_tokens": "<s>"}, "special_tokens"),
+            (("text", 300), {"special_tokens": ["<s>", "<s>"]}, "distinct"),
+            (("text", 300), {"special_tokens": [""]}, "non-empty"),
+            (("text", 300), {"min_frequency": -1}, "min_frequency"), (("text", 300), {"min_frequency": 1.5}, "min_frequency")]:
+        with pytest.raises(ValueError, match=match):
             BPETokenizer.train(*args, **kw)
 
 
 def test_encode_decode_reject_bad_input():
     for bad in (None, b"bytes", 5):
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError, match="text must be a str"):
             TRAINED.encode(bad)
     for bad in ([TRAINED.vocab_size], [-1], "abc", [1.5], 7, [True]):
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError, match="ids must be"):
             TRAINED.decode(bad)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="token id must be an int"):
         TRAINED.token_bytes(TRAINED.vocab_size)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="text must be a str"):
         pretokenize(None)
     assert TRAINED.decode(torch.tensor([70, 71])) == TRAINED.decode([70, 71])
 
@@ -194,7 +198,7 @@ def test_from_dict_rejects_malformed():
     for bad in ("x", {}, {**good, "kind": "wordpiece"}, {**good, "vocab": ["zz"]}, {**good, "merges": [[0]]},
                 {**good, "merges": [[0, 10 ** 6]]}, {**good, "special_tokens": ["<other>"]},
                 {**good, "vocab": good["vocab"][:100]}):
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError, match="expected a dict|malformed tokenizer dict|vocab must hold"):
             BPETokenizer.from_dict(bad)
 
 
@@ -202,3 +206,73 @@ def test_unassigned_characters_still_round_trip():
     text = "".join(chr(cp) for cp in (0x0378, 0x1FFFE, 0x10FFFD, 0xE000)) + " ok"
     assert all(unicodedata.category(c) in ("Cn", "Co") for c in text[:4])
     assert TRAINED.decode(TRAINED.encode(text)) == text
+
+
+# ----------------------------------------------------------------------------- one merge step, written plainly
+
+
+def _naive_merges(text: str, n: int) -> list[tuple[bytes, bytes]]:
+    """Repeat bpe_merge_step (count every pair again each step) and spell the merges in bytes."""
+    vocab = [bytes([b]) for b in byte_order()]
+    id_of = {t: i for i, t in enumerate(vocab)}
+    words = {}
+    for piece in pretokenize(text):
+        key = tuple(id_of[bytes([b])] for b in piece.encode("utf-8"))
+        words[key] = words.get(key, 0) + 1
+    out = []
+    for _ in range(n):
+        if all(len(w) < 2 for w in words):
+            break
+        (a, b), _, merged = bpe_merge_step(words, len(vocab))
+        new = vocab[a] + vocab[b]
+        if new in id_of:
+            merged = {tuple(id_of[new] if t == len(vocab) else t for t in w): c for w, c in merged.items()}
+        else:
+            id_of[new] = len(vocab)
+            vocab.append(new)
+        words = merged
+        out.append((vocab[a], vocab[b]))
+    return out
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_merge_step_repeated_learns_the_trainers_merges(seed):
+    """bpe_merge_step, recounting every pair at every step, learns the same merges in the same
+    order as BPETokenizer.train's incremental, heap-based trainer (the independent reference)."""
+    text = stories(8_000, seed=seed) + " 2024 café naïve"
+    trained = BPETokenizer.train(text, 256 + 60)
+    assert _naive_merges(text, 60) == [(trained.token_bytes(a), trained.token_bytes(b)) for a, b in trained.merges]
+
+
+def test_merge_step_counts_ties_and_overlaps():
+    """Counts are weighted by word frequency; ties go to the smallest pair; 'a a a' merges once, left first."""
+    pair, count, merged = bpe_merge_step({(1, 1, 1): 2, (2, 3): 2, (3, 4): 1}, 9)
+    assert (pair, count) == ((1, 1), 4)          # (1, 1) twice per word x 2 copies
+    assert merged == {(9, 1): 2, (2, 3): 2, (3, 4): 1}
+    pair, count, _ = bpe_merge_step({(5, 6): 3, (2, 7): 3}, 9)
+    assert (pair, count) == ((2, 7), 3)          # a tie: the smaller pair wins
+    _, _, merged = bpe_merge_step({(1, 2, 1, 2): 1, (1, 2): 2}, 7)
+    assert merged == {(7, 7): 1, (7,): 2}
+
+
+def test_merge_table_of_the_toy_corpus():
+    """Sennrich et al. (2016)'s toy words: the first merges are e+s (9), es+t (9), l+o (7)."""
+    rows = bpe_merge_table(" low" * 5 + " lower" * 2 + " newest" * 6 + " widest" * 3, 3)
+    assert [(r["left"], r["right"], r["count"]) for r in rows] == [("e", "s", 9), ("es", "t", 9), ("l", "o", 7)]
+    assert rows[-1]["words"][0] == "Ġ lo w"
+    assert len(bpe_merge_table("ab", 10)) == 1            # stops when nothing is left to merge
+
+
+def test_merge_step_and_table_reject_bad_input():
+    with pytest.raises(ValueError, match="non-empty dict"):
+        bpe_merge_step({}, 5)
+    with pytest.raises(ValueError, match="non-empty dict"):
+        bpe_merge_step({(1, 2): 0}, 5)
+    with pytest.raises(ValueError, match="new_id"):
+        bpe_merge_step({(1, 2): 1}, -1)
+    with pytest.raises(ValueError, match="nothing to merge"):
+        bpe_merge_step({(1,): 3}, 5)
+    with pytest.raises(ValueError, match="non-empty str"):
+        bpe_merge_table("", 3)
+    with pytest.raises(ValueError, match="n_merges"):
+        bpe_merge_table("abc", 0)
