@@ -6,6 +6,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from llminfra_lab.checks import positive_int
+
 __all__ = ["allreduce_gradients"]
 
 
@@ -19,9 +21,8 @@ def allreduce_gradients(module: nn.Module, bucket_bytes: int | None = None) -> i
     """
     if not isinstance(module, nn.Module):
         raise ValueError(f"module must be a torch.nn.Module, got {type(module).__name__}")
-    if bucket_bytes is not None and (isinstance(bucket_bytes, bool) or not isinstance(bucket_bytes, int)
-                                     or bucket_bytes < 1):
-        raise ValueError(f"bucket_bytes must be None or a positive int, got {bucket_bytes!r}")
+    if bucket_bytes is not None:
+        positive_int("bucket_bytes", bucket_bytes)
     grads = [p.grad for p in module.parameters() if p.grad is not None]
     world = dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
     if world == 1 or not grads:

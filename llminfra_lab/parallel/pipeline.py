@@ -12,7 +12,7 @@ import heapq
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from llminfra_lab.checks import positive_int
+from llminfra_lab.checks import positive_int, positive_number
 
 __all__ = ["PipelineOp", "PipelineSchedule", "pipeline_schedule", "SCHEDULES", "bubble_fraction"]
 
@@ -131,13 +131,12 @@ def pipeline_schedule(name: str, p: int, m: int, v: int = 1, *, t_f: float = 1.0
         positive_int(f"{label}", value)
     if t_w is None:
         t_w = t_b / 2
-    for label, value in (("t_f", t_f), ("t_b", t_b)):
-        if not (isinstance(value, (int, float)) and value > 0):
-            raise ValueError(f"{label} must be a positive number, got {value!r}")
+    positive_number("t_f", t_f)
+    positive_number("t_b", t_b)
     if not (isinstance(t_w, (int, float)) and 0 < t_w < t_b):
         raise ValueError(f"t_w must be a number in (0, t_b) = (0, {t_b}), got {t_w!r}")
-    if not (isinstance(t_comm, (int, float)) and t_comm >= 0):
-        raise ValueError(f"t_comm must be a number >= 0, got {t_comm!r}")
+    if t_comm != 0:
+        positive_number("t_comm", t_comm)
     if key != "interleaved" and v != 1:
         raise ValueError(f"v (virtual stages per rank) applies to 'interleaved' only; got v={v} for {name!r}")
     if key == "interleaved" and v < 2:

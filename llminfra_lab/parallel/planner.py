@@ -86,7 +86,7 @@ def layout_memory_bytes(params: float, n_layers: int, d_model: int, *, tp: int, 
             "activations": activations}
 
 
-def plan_layouts(model, gpu, n_gpus: int, *, gpus_per_node: int = 8, seq_len: int = 4096,
+def plan_layouts(model: str | ModelSpec, gpu: str | hardware.Accelerator, n_gpus: int, *, gpus_per_node: int = 8, seq_len: int = 4096,
                  global_batch: int = 1024, micro_batch: int = 1, zero_stage: int = 1,
                  recompute: str = "selective", usable_memory_fraction: float = 0.9,
                  scaleout_gbps: float = 50.0, mfu: float = 0.5, virtual_stages: int = 1) -> list[Layout]:
@@ -119,10 +119,11 @@ def plan_layouts(model, gpu, n_gpus: int, *, gpus_per_node: int = 8, seq_len: in
                          ("global_batch", global_batch), ("micro_batch", micro_batch),
                          ("virtual_stages", virtual_stages)):
         positive_int(f"{label}", value)
-    for label, value, hi in (("usable_memory_fraction", usable_memory_fraction, 1.0), ("mfu", mfu, 1.0),
-                             ("scaleout_gbps", scaleout_gbps, math.inf)):
-        if not (isinstance(value, (int, float)) and 0 < value <= hi):
-            raise ValueError(f"{label} must be a number in (0, {hi}], got {value!r}")
+    for label, value in (("usable_memory_fraction", usable_memory_fraction), ("mfu", mfu), ("scaleout_gbps", scaleout_gbps)):
+        positive_number(label, value)
+    for label, value in (("usable_memory_fraction", usable_memory_fraction), ("mfu", mfu)):
+        if value > 1:
+            raise ValueError(f"{label} must be a fraction in (0, 1], got {value!r}")
     if zero_stage not in memory.ZERO_STAGES:
         raise ValueError(f"zero_stage must be one of {memory.ZERO_STAGES}, got {zero_stage!r}")
     if recompute not in memory.RECOMPUTE:
@@ -162,7 +163,7 @@ def plan_layouts(model, gpu, n_gpus: int, *, gpus_per_node: int = 8, seq_len: in
     return sorted(out, key=lambda L: (L.step_time_s, L.memory_bytes))
 
 
-def _accelerator(gpu):
+def _accelerator(gpu: str | hardware.Accelerator) -> hardware.Accelerator:
     if isinstance(gpu, str):
         return hardware.accelerator(gpu)
     if isinstance(gpu, hardware.Accelerator):

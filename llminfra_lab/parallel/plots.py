@@ -5,15 +5,20 @@ matplotlib is imported inside the functions (it is optional for the package).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from llminfra_lab.checks import positive_int
 
 from .pipeline import SCHEDULES, PipelineSchedule, pipeline_schedule
 
+if TYPE_CHECKING:                      # matplotlib is optional: only for the type hints
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
 __all__ = ["plot_schedule", "plot_schedules", "plot_tp_mlp_schematic"]
 
 
-def plot_schedule(schedule: PipelineSchedule, ax=None):
+def plot_schedule(schedule: PipelineSchedule, ax: Axes | None = None) -> Axes:
     """Draw one schedule as a timeline: a row per rank, a box per op labelled with its micro-batch.
 
     Forward boxes are blue, backward (B) orange, weight-gradient (W) green; a darker
@@ -60,7 +65,7 @@ def plot_schedule(schedule: PipelineSchedule, ax=None):
     return ax
 
 
-def plot_schedules(p: int = 4, m: int = 8, v: int = 2, names: Sequence[str] = SCHEDULES[:4], **costs):
+def plot_schedules(p: int = 4, m: int = 8, v: int = 2, names: Sequence[str] = SCHEDULES[:4], **costs: float) -> Figure:
     """Schedules `names` (default: all but DualPipe) one above the other on a shared time
     axis; returns the Figure. v is used by "interleaved", t_fb (in costs) by "dualpipe"."""
     import matplotlib.pyplot as plt
@@ -83,7 +88,7 @@ def plot_schedules(p: int = 4, m: int = 8, v: int = 2, names: Sequence[str] = SC
     return fig
 
 
-def plot_tp_mlp_schematic(world_size: int = 2, ax=None):
+def plot_tp_mlp_schematic(world_size: int = 2, ax: Axes | None = None) -> Axes:
     """Megatron's MLP split over `world_size` ranks, drawn: one lane per rank.
 
     Each lane shows the full weights with this rank's slice coloured: A (d_model x d_ff)

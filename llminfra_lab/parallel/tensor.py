@@ -22,6 +22,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
+from llminfra_lab.checks import nonnegative_int, positive_int
 from llminfra_lab.model import apply_rope, causal_attention
 
 __all__ = [
@@ -103,10 +104,9 @@ def reduce_from_tp(x: torch.Tensor) -> torch.Tensor:
 
 
 def _check_rank(rank: int, world_size: int) -> None:
-    for name, value in (("rank", rank), ("world_size", world_size)):
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ValueError(f"{name} must be an int, got {value!r}")
-    if world_size < 1 or not 0 <= rank < world_size:
+    positive_int("world_size", world_size)
+    nonnegative_int("rank", rank)
+    if not rank < world_size:
         raise ValueError(f"expected world_size >= 1 and 0 <= rank < world_size, got rank={rank}, "
                          f"world_size={world_size}")
 
