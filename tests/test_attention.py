@@ -15,6 +15,7 @@ from llminfra_lab.attention import (
     naive_attention,
     naive_attention_hbm_bytes,
     naive_attention_hbm_elements,
+    online_softmax_step,
     plot_attention_io,
     tiled_attention,
     tiled_attention_hbm_bytes,
@@ -170,15 +171,57 @@ def test_non_causal_tiled_traffic_depends_only_on_the_query_tile():
     assert naive / tiled == pytest.approx(4, rel=0.02)
 
 
-def test_io_table_and_plot():
+def test_io_table_and_plot(drawn):
     rows = attention_io_table([256, 1024, 4096], head_dim=64)
     assert [r["seq_len"] for r in rows] == [256, 1024, 4096]
     assert all(r["naive_bytes"] > r["tiled_bytes"] for r in rows)
     assert rows[-1]["ratio"] > rows[0]["ratio"]
-    import matplotlib
-    matplotlib.use("Agg")
     ax = plot_attention_io([256, 512, 1024], head_dim=64, block=32)
     assert len(ax.get_lines()) == 2
+    drawn(ax, min_artists=2, title="Attention HBM traffic")
+
+
+@settings(max_examples=25, deadline=None)
+@given(rows=st.integers(1, 6), dim=st.integers(1, 5), splits=st.lists(st.integers(1, 7), min_size=1, max_size=4),
+       scale=st.sampled_from([0.5, 4.0, 30.0]), seed=st.integers(0, 999))
+def test_online_softmax_steps_equal_one_softmax_over_all_tiles(rows, dim, splits, scale, seed):
+    """Folding tiles of scores one at a time, from m = -inf, ends at exactly softmax(all scores) @ V
+    (Milakov and Gimelshein 2018); the brute-force reference is torch.softmax over the concatenation."""
+    g = torch.Generator().manual_seed(seed)
+    s = torch.randn(2, rows, sum(splits), generator=g, dtype=torch.float64) * scale
+    v = torch.randn(2, sum(splits), dim, generator=g, dtype=torch.float64)
+    m = torch.full((2, rows), float("-inf"), dtype=torch.float64)
+    l = torch.zeros(2, rows, dtype=torch.float64)
+    acc = torch.zeros(2, rows, dim, dtype=torch.float64)
+    j = 0
+    for width in splits:
+        m, l, acc = online_softmax_step(m, l, acc, s[..., j:j + width], v[..., j:j + width, :])
+        j += width
+    assert torch.allclose(acc / l.unsqueeze(-1), torch.softmax(s, dim=-1) @ v, atol=1e-12)
+    assert torch.allclose(m, s.amax(dim=-1)) and torch.allclose(m + torch.log(l), torch.logsumexp(s, dim=-1))
+
+
+def test_online_softmax_step_leaves_a_fully_masked_row_empty():
+    """A row whose scores are all -inf (causal mask) keeps m = -inf, l = 0, acc = 0 and no NaN."""
+    m, l, acc = torch.full((2,), float("-inf")), torch.zeros(2), torch.zeros(2, 3)
+    s = torch.tensor([[float("-inf"), float("-inf")], [0.5, 1.0]])
+    m, l, acc = online_softmax_step(m, l, acc, s, torch.ones(2, 3))
+    assert m[0] == float("-inf") and l[0] == 0 and not acc.isnan().any()
+    assert torch.allclose(acc[1] / l[1], torch.ones(3))
+
+
+@pytest.mark.parametrize("match,args", [
+    ("torch.Tensor", lambda m, l, a, s, v: (m.tolist(), l, a, s, v)),
+    ("m and l", lambda m, l, a, s, v: (m[:1], l, a, s, v)),
+    ("m and l", lambda m, l, a, s, v: (m, l[:1], a, s, v)),
+    ("v must be", lambda m, l, a, s, v: (m, l, a, s, v[:1])),
+    ("acc", lambda m, l, a, s, v: (m, l, a[:, :1], s, v)),
+])
+def test_online_softmax_step_rejects_mismatched_shapes(match, args):
+    m, l, acc = torch.zeros(3), torch.ones(3), torch.zeros(3, 4)
+    s, v = torch.zeros(3, 5), torch.zeros(5, 4)
+    with pytest.raises(ValueError, match=match):
+        online_softmax_step(*args(m, l, acc, s, v))
 
 
 BAD_QKV = [
