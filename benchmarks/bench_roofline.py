@@ -2,8 +2,9 @@
 
 Prints, for this machine, the fp32 matmul FLOP/s and STREAM triad bandwidth measured by
 `roofline.measure_cpu` next to the same kernels written directly in NumPy, and their
-ratios. Both sides are timed the same way: one warm-up run, then the median of the runs. A ratio near 1 means the torch-based measurement is not leaving performance on
-the table; it is not a test (timings vary with load), so nothing here asserts.
+ratios. Both sides are timed the same way: one warm-up run, then the median of the runs.
+A ratio near 1 means the torch-based measurement is not leaving performance on the table;
+it is not a test (timings vary with load), so nothing here asserts.
 
     .venv/bin/python benchmarks/bench_roofline.py
 """
