@@ -173,6 +173,8 @@ def test_attention_raises_llama3_70b_implied_mfu_from_28_to_32_percent():
 def test_attention_functions_reject_bad_input():
     with pytest.raises(ValueError, match="ModelSpec"):
         eco.attention_flops_per_token("llama-3-8b", 8192)
+    with pytest.raises(ValueError, match="ModelSpec"):
+        eco.model_flops_per_token("llama-3-8b", 8192)
     with pytest.raises(ValueError, match="seq_len"):
         eco.attention_share(catalog.model_spec("llama-3-8b"), 0)
 

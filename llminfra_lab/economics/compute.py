@@ -83,7 +83,8 @@ def attention_flops_per_token(spec: ModelSpec, seq_len: int) -> float:
 
 def model_flops_per_token(spec: ModelSpec, seq_len: int) -> float:
     """Training FLOPs per token of `spec` at `seq_len`: 6 N (N active) plus the attention term."""
-    return 6.0 * float(spec.active_params()) + attention_flops_per_token(spec, seq_len)
+    attention = attention_flops_per_token(spec, seq_len)   # checks spec and seq_len first
+    return 6.0 * float(spec.active_params()) + attention
 
 
 def attention_share(spec: ModelSpec, seq_len: int) -> float:
