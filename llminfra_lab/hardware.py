@@ -163,14 +163,14 @@ ACCELERATORS: dict[str, Accelerator] = {
         ),
         Accelerator(
             name="MI355X", vendor="AMD", year=2025,
-            dense_tflops={"bf16": 2516.6, "fp16": 2516.6, "fp8": 5033.2},
-            hbm_gb=288.0, hbm_tbps=8.0, scaleup_gbps=7 * 153.6, tdp_w=1400.0, source="tomshardware2025mi355x",
-            notes="REPORTED, not read from AMD's datasheet: 288 GB of HBM3E at 8 TB/s and 1,400 W from the "
-            "cited press report of AMD's ISC 2025 launch. Dense throughput computed from reported architecture "
-            "figures: 256 CUs (8 XCDs x 32) x 8,192 FP8 FLOP per clock per CU x 2.4 GHz = 5,033 TFLOP/s fp8, "
-            "half that for fp16/bf16 (AMD rounds these to 5.0 and 2.5 PFLOP/s). The report's 20.1 PFLOP/s "
-            "'FP4/FP6' is not labelled dense or sparse, so no fp4 figure is stored. Scale-up: 7 Infinity "
-            "Fabric links of 153.6 GB/s each, as reported. CDNA 4.",
+            dense_tflops={"bf16": 2516.6, "fp16": 2516.6, "fp8": 5033.2, "fp4": 10066.3},
+            hbm_gb=288.0, hbm_tbps=8.0, scaleup_gbps=7 * 153.6, tdp_w=1400.0, source="theregister2025mi355x",
+            notes="REPORTED, not read from AMD's datasheet: 288 GB of HBM3E at 8 TB/s, 1.4 kW and about "
+            "10 PFLOP/s of dense FP4 (double with sparsity) from the cited press report of AMD's June 2025 "
+            "launch. Dense throughput computed from architecture figures AMD presented: 256 CUs (8 XCDs x 32) "
+            "x 8,192 FP8 FLOP per clock per CU x 2.4 GHz = 5,033 TFLOP/s fp8, half that for fp16/bf16 and "
+            "twice it for MXFP4 (AMD rounds these to 5, 2.5 and 10 PFLOP/s). Scale-up: 7 Infinity Fabric "
+            "links of 153.6 GB/s each, as secondary write-ups give it (unverified). CDNA 4.",
         ),
         Accelerator(
             name="Ascend-910B", vendor="Huawei", year=2023,
@@ -199,7 +199,7 @@ ACCELERATORS: dict[str, Accelerator] = {
 _ALIASES: dict[str, str] = {
     "a100": "A100-SXM-80GB", "a100-sxm": "A100-SXM-80GB", "a100-80gb": "A100-SXM-80GB",
     "h100": "H100-SXM", "h800": "H800-SXM", "h200": "H200-SXM",
-    "mi300": "MI300X", "mi355": "MI355X", "b300-sxm": "B300", "gb300": "B300", "910b": "Ascend-910B", "910c": "Ascend-910C",
+    "mi300": "MI300X", "mi355": "MI355X", "b300-sxm": "B300", "910b": "Ascend-910B", "910c": "Ascend-910C",
 }
 
 

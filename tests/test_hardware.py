@@ -97,7 +97,7 @@ def test_mi355x_dense_figures_from_its_architecture_and_marked_reported():
     assert mi.dense_tflops["fp8"] == pytest.approx(256 * 8192 * 2.4e9 / 1e12, rel=1e-4)
     assert mi.dense_tflops["bf16"] == pytest.approx(mi.dense_tflops["fp8"] / 2)
     assert (mi.hbm_gb, mi.hbm_tbps, mi.tdp_w) == (288.0, 8.0, 1400.0)
-    assert "fp4" not in mi.dense_tflops
+    assert mi.dense_tflops["fp4"] == pytest.approx(2 * mi.dense_tflops["fp8"], rel=1e-4)   # ~10 PFLOP/s dense FP4
     assert mi.notes.startswith("REPORTED")
 
 
@@ -177,14 +177,14 @@ def test_lookup_is_case_insensitive(spelling):
 def test_lookup_aliases():
     assert accelerator("Ascend 910B").name == "Ascend-910B"
     assert accelerator("a100").name == "A100-SXM-80GB"
-    assert accelerator("GB300").name == "B300" and accelerator("mi355").name == "MI355X"
+    assert accelerator("mi355").name == "MI355X"
     assert hardware.accelerator_names() == list(ACCELERATORS)
 
 
 # --- bad input -----------------------------------------------------------------------------
 
 def test_unknown_name_raises_keyerror_listing_names():
-    with pytest.raises(KeyError) as err:
+    with pytest.raises(KeyError, match="unknown accelerator") as err:
         accelerator("TPU-v9")
     for name in REQUIRED:
         assert name in str(err.value)
@@ -227,5 +227,5 @@ def test_constructor_validates(over, match):
 
 
 def test_rows_are_frozen():
-    with pytest.raises(AttributeError):
+    with pytest.raises(AttributeError, match="cannot assign"):
         ACCELERATORS["H100-SXM"].hbm_tbps = 10.0  # type: ignore[misc]

@@ -453,5 +453,5 @@ def test_unknown_accelerator_raises_keyerror():
         rl.roofline_time_s(rl.gemm_cost(8, 8, 8), "H1000")
     with pytest.raises(KeyError, match="known names"):
         rl.roofline_plot(accelerators=["TPU-v99"])
-    with pytest.raises(KeyError):
+    with pytest.raises(KeyError, match="known names"):
         rl.accelerator_rows(["nope"])

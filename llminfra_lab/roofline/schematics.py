@@ -51,7 +51,7 @@ _SMS = HOPPER_SM["sm_count_h100_sxm"]
 
 H100_MEMORY_LADDER: tuple[MemoryLevel, ...] = (
     MemoryLevel("registers", 256 * 1024 * _SMS, f"256 KB per SM, {_SMS} SMs: about 33 MB", None,
-                "not published (operands every cycle)", ("nvidia2022hopper",)),
+                "not published", ("nvidia2022hopper",)),
     MemoryLevel("shared memory / L1", 256 * 1024 * _SMS, "256 KB per SM (up to 228 KB shared): about 33 MB", None,
                 "128 B per clock per SM (32 banks x 4 B)", ("nvidia2022hopper", "nvidia2024cudaguide")),
     MemoryLevel("L2 cache", 50e6, "50 MB, shared by all SMs", None, "not published",
