@@ -159,7 +159,7 @@ def arithmetic_prompt(problem: str) -> str:
 
 
 @torch.no_grad()
-def answer_arithmetic(model, tokenizer, problems, max_new_tokens: int = 5) -> list[str]:
+def answer_arithmetic(model: GPT, tokenizer: BPETokenizer, problems: list[str], max_new_tokens: int = 5) -> list[str]:
     """Greedy answers (the text before the first newline) to problems like "37+58=" or "37+58=95".
 
     Prompts of equal token length are decoded together, as one batch.
@@ -180,7 +180,7 @@ def answer_arithmetic(model, tokenizer, problems, max_new_tokens: int = 5) -> li
     return answers
 
 
-def arithmetic_accuracy(model, tokenizer, problems) -> float:
+def arithmetic_accuracy(model: GPT, tokenizer: BPETokenizer, problems: list[str]) -> float:
     """Exact-match accuracy of greedy answers on problems "a+b=c" (the part after "=" is the key)."""
     if isinstance(problems, str) or not isinstance(problems, (list, tuple)) or not problems:
         raise ValueError("problems must be a non-empty list of solved problems like '37+58=95'")
@@ -190,7 +190,7 @@ def arithmetic_accuracy(model, tokenizer, problems) -> float:
     return sum(g == p.split("=", 1)[1] for g, p in zip(got, problems)) / len(problems)
 
 
-def story_perplexity(model, ids: torch.Tensor, seq_len: int = 128, max_windows: int = 64) -> float:
+def story_perplexity(model: GPT, ids: torch.Tensor, seq_len: int = 128, max_windows: int = 64) -> float:
     """exp(mean next-token loss) over held-out story token ids (per token of this tokenizer)."""
     return math.exp(evaluate_loss(model, ids, seq_len, max_windows))
 
@@ -244,7 +244,7 @@ def train_preset(name: str, out: str | Path | None = None, steps: int | None = N
 
 
 
-def checkpoint_history(model) -> dict:
+def checkpoint_history(model: GPT) -> dict:
     """The training history stored in a shipped checkpoint's recipe, ready for plot_loss_curves.
 
     `model` is what `model.load_pretrained(name)` returns first (it carries `.recipe`).

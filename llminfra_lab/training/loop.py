@@ -14,6 +14,7 @@ import torch
 
 from llminfra_lab.checks import positive_int
 from llminfra_lab.data import batches
+from llminfra_lab.model import GPT
 from llminfra_lab.training.optim import AdamW, clip_grad_norm, lr_at
 
 __all__ = ["TrainConfig", "train_step", "train", "evaluate_loss"]
@@ -57,7 +58,8 @@ class TrainConfig:
         self.betas = tuple(self.betas)
 
 
-def train_step(model, optimizer, micro_batches, *, grad_clip: float | None = 1.0,
+def train_step(model: GPT, optimizer: torch.optim.Optimizer,
+               micro_batches: list[tuple[torch.Tensor, torch.Tensor]], *, grad_clip: float | None = 1.0,
                precision: str = "fp32") -> tuple[float, float]:
     """One optimizer step over a list of (x, y) micro-batches; returns (mean loss, grad norm).
 
@@ -86,7 +88,7 @@ def train_step(model, optimizer, micro_batches, *, grad_clip: float | None = 1.0
     return total / n, float(norm)
 
 
-def train(model, train_ids: torch.Tensor, cfg: TrainConfig, *, val_ids: torch.Tensor | None = None,
+def train(model: GPT, train_ids: torch.Tensor, cfg: TrainConfig, *, val_ids: torch.Tensor | None = None,
           optimizer: torch.optim.Optimizer | None = None) -> dict:
     """Train `model` (a GPT) in place on a 1-D tensor of token ids; return the history.
 
@@ -131,7 +133,7 @@ def train(model, train_ids: torch.Tensor, cfg: TrainConfig, *, val_ids: torch.Te
 
 
 @torch.no_grad()
-def evaluate_loss(model, ids: torch.Tensor, seq_len: int, max_windows: int = 64) -> float:
+def evaluate_loss(model: GPT, ids: torch.Tensor, seq_len: int, max_windows: int = 64) -> float:
     """Mean next-token loss (nats) over consecutive, non-overlapping windows of `ids`.
 
     Deterministic: windows start at 0, seq_len, 2*seq_len, ... (at most max_windows).

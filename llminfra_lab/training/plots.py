@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -29,11 +31,14 @@ from llminfra_lab.training.scaling import (
     compute_optimal,
 )
 
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+
 __all__ = ["TOY_BPE_TEXT", "plot_float_formats", "plot_bpe_merges", "plot_lr_schedule", "plot_loss_curves", "plot_scaling_fit",
            "plot_compute_frontier", "plot_lsh_curve"]
 
 
-def plot_float_formats(formats=tuple(FLOAT_FORMATS), ax=None):
+def plot_float_formats(formats: Sequence[str] = tuple(FLOAT_FORMATS), ax: Axes | None = None) -> Axes:
     """The bit layout of each format, one row of boxes: sign, exponent, mantissa.
 
     Each row is labelled with its largest value and its smallest normal value, computed
@@ -75,7 +80,7 @@ def plot_float_formats(formats=tuple(FLOAT_FORMATS), ax=None):
 TOY_BPE_TEXT = " low" * 5 + " lower" * 2 + " newest" * 6 + " widest" * 3   # Sennrich et al. (2016)'s words
 
 
-def plot_bpe_merges(text: str = TOY_BPE_TEXT, n_merges: int = 6, ax=None):
+def plot_bpe_merges(text: str = TOY_BPE_TEXT, n_merges: int = 6, ax: Axes | None = None) -> Axes:
     """A worked BPE merge table: the distinct words of a toy text, spelled in tokens, after
     each of the first n_merges merges, with the pair merged and its count (a schematic)."""
     import matplotlib.pyplot as plt  # optional: only the figures need it
@@ -105,7 +110,7 @@ def plot_bpe_merges(text: str = TOY_BPE_TEXT, n_merges: int = 6, ax=None):
     return ax
 
 
-def plot_lr_schedule(cfg: TrainConfig | None = None, ax=None):
+def plot_lr_schedule(cfg: TrainConfig | None = None, ax: Axes | None = None) -> Axes:
     """The learning rate of every step of a TrainConfig: warm-up, then cosine decay."""
     import matplotlib.pyplot as plt  # optional: only the figures need it
 
@@ -121,7 +126,7 @@ def plot_lr_schedule(cfg: TrainConfig | None = None, ax=None):
     return ax
 
 
-def plot_loss_curves(histories: dict, ax=None, smooth: int = 10):
+def plot_loss_curves(histories: dict, ax: Axes | None = None, smooth: int = 10) -> Axes:
     """Training loss (a moving average over `smooth` steps) against tokens, one line per run."""
     import matplotlib.pyplot as plt  # optional: only the figures need it
 
@@ -142,7 +147,7 @@ def plot_loss_curves(histories: dict, ax=None, smooth: int = 10):
     return ax
 
 
-def plot_scaling_fit(sweep: dict, law: ChinchillaLaw, ax=None):
+def plot_scaling_fit(sweep: dict, law: ChinchillaLaw, ax: Axes | None = None) -> Axes:
     """Held-out loss of each sweep run against its parameters, with the fitted law's curves."""
     import matplotlib.pyplot as plt  # optional: only the figures need it
 
@@ -167,7 +172,8 @@ def plot_scaling_fit(sweep: dict, law: ChinchillaLaw, ax=None):
     return ax
 
 
-def plot_compute_frontier(laws: dict | None = None, flops_range=(1e18, 1e26), ax=None, models: bool = True):
+def plot_compute_frontier(laws: dict | None = None, flops_range: tuple[float, float] = (1e18, 1e26),
+                          ax: Axes | None = None, models: bool = True) -> Axes:
     """Compute-optimal parameters N_opt(C) of each law, with real training runs marked.
 
     The marked runs (N, C = 6 N D) are Gopher and Chinchilla (Hoffmann et al. 2022), Llama 3
@@ -203,7 +209,7 @@ def plot_compute_frontier(laws: dict | None = None, flops_range=(1e18, 1e26), ax
 
 
 
-def plot_lsh_curve(bands_rows=((16, 8), (32, 4), (8, 16)), ax=None):
+def plot_lsh_curve(bands_rows: Sequence[tuple[int, int]] = ((16, 8), (32, 4), (8, 16)), ax: Axes | None = None) -> Axes:
     """Probability that two documents become dedup candidates, against their Jaccard similarity."""
     import matplotlib.pyplot as plt  # optional: only the figures need it
 

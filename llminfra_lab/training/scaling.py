@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -112,7 +113,8 @@ def compute_optimal_bruteforce(law: ChinchillaLaw, flops: float, points: int = 2
     return float(n[best]), float(d[best])
 
 
-def fit_chinchilla(n_params, n_tokens, losses, *, delta: float = 1e-3, grid: str = "coarse",
+def fit_chinchilla(n_params: Sequence[float] | torch.Tensor, n_tokens: Sequence[float] | torch.Tensor,
+                   losses: Sequence[float] | torch.Tensor, *, delta: float = 1e-3, grid: str = "coarse",
                    max_iter: int = 200) -> ChinchillaLaw:
     """Fit L(N, D) = E + A/N^alpha + B/D^beta to runs, as in Hoffmann et al. (2022), eq. 3.
 
