@@ -229,3 +229,33 @@ exercise(
     rtol=0.02,
     hint="the GELU is memory-bound: it reads and writes every element once.",
 )
+
+
+_LINKS = {"PCIe Gen5 x16": "host over PCIe Gen5", "NVLink 4": "NVLink 4 (7 peer GPUs)"}
+
+
+def _copy_params(seed: int) -> dict:
+    if seed == 0:
+        return {"params_b": 32, "link": "PCIe Gen5 x16"}
+    rng = random.Random(seed)
+    return {"params_b": rng.choice([7, 8, 14, 32]), "link": rng.choice(sorted(_LINKS))}   # fits in 80 GB
+
+
+def _link_both_ways(link: str) -> float:
+    level = next(lv for lv in roofline.H100_MEMORY_LADDER if lv.name == _LINKS[link])
+    return level.bandwidth_bytes_per_s
+
+
+exercise(
+    "roofline.weights_over_link",
+    text=lambda params_b, link: (
+        f"The BF16 weights of a {params_b}B-parameter model are copied to an H100 over {link}, whose datasheet "
+        f"bandwidth ({_link_both_ways(link) / 1e9:.0f} GB/s) counts both directions. At best, how many seconds "
+        "does the copy take? (1B = 1e9 parameters; GB = 1e9 bytes)"),
+    params=_copy_params,
+    solve=lambda params_b, link: params_b * 1e9 * bytes_per_element("bf16") / (_link_both_ways(link) / 2),
+    # divides by the both-directions figure: a one-way copy only gets half of it
+    mistake=lambda params_b, link: params_b * 1e9 * bytes_per_element("bf16") / _link_both_ways(link),
+    rtol=0.02,
+    hint="a copy in one direction uses one direction of the link: half the datasheet's bidirectional figure.",
+)
