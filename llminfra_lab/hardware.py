@@ -143,11 +143,11 @@ ACCELERATORS: dict[str, Accelerator] = {
         Accelerator(
             name="B300", vendor="NVIDIA", year=2025,
             dense_tflops={"fp64": 1.25, "fp32": 75.0, "tf32": 1125.0, "bf16": 2250.0, "fp16": 2250.0,
-                          "fp8": 4500.0, "fp4": 13500.0},
+                          "fp8": 4500.0, "fp4": 13125.0},
             hbm_gb=288.0, hbm_tbps=8.0, scaleup_gbps=1800.0, tdp_w=float("nan"), source="nvidia2025hgxb300",
             notes=_NVIDIA_SPARSE_NOTE + "Blackwell Ultra, per-GPU figures of the HGX B300 column of NVIDIA's HGX "
-            "table (8 GPUs: bf16 36*, fp8 72*, fp4 144* | 108 dense PFLOP/s, fp64 10 TFLOP/s), divided by 8; "
-            "read from two independent copies of that table, which agree. "
+            "table (8 GPUs: bf16 36*, fp8 72*, fp4 144* | 105 dense PFLOP/s, fp64 10 TFLOP/s), divided by 8; "
+            "read from secondary copies of that table (checked against nvidia.com when next revised). "
             "NVIDIA's Blackwell Ultra article (nvidia2025blackwellultra) gives 15 PFLOP/s dense NVFP4 for the "
             "GB300 part, 288 GB of HBM3e at 8 TB/s and NVLink 5 at 1.8 TB/s; FP64 and INT8 were cut against the "
             "B200. Board power not stored (the HGX table gives none per GPU).",
