@@ -74,6 +74,36 @@ def test_lab_opens_with_its_title_then_the_shared_setup_cell(lab):
     assert "torch>=" + sync_setup_cell.settings()["torch_min"] in (ROOT / "pyproject.toml").read_text()
 
 
+def _code_cells(lab: Path) -> list[tuple[str, str]]:
+    """(source, stored text output) of each code cell of a lab."""
+    cells = json.loads(lab.read_text(encoding="utf-8"))["cells"]
+    out = []
+    for c in cells:
+        if c["cell_type"] == "code":
+            text = "".join("".join(o.get("text", "")) + "".join(o.get("data", {}).get("text/plain", ""))
+                           for o in c.get("outputs", []))
+            out.append(("".join(c["source"]), text))
+    return out
+
+
+@pytest.mark.parametrize("lab", sorted(ROOT.glob("labs/*.ipynb")), ids=lambda p: p.name)
+def test_lab_is_stored_for_the_reader_to_do_the_work(lab):
+    """CONTRIBUTING, Lab: at least two implement-it cells, each a stub (`raise NotImplementedError`)
+    followed by `labkit.check_function`, stored as "not implemented yet"; every exercise cell
+    checked by `labkit.check_answer` starts from `answer = None`, stored as "not answered yet"."""
+    cells = _code_cells(lab)
+    checks = [i for i, (src, _) in enumerate(cells) if "labkit.check_function(" in src]
+    assert len(checks) >= 2, f"{lab.name}: {len(checks)} implement-it cells, at least 2 expected"
+    for i in checks:
+        assert i > 0 and "raise NotImplementedError" in cells[i - 1][0], (
+            f"{lab.name}: the cell before {cells[i][0]!r} must hold the stub (raise NotImplementedError)")
+        assert "not implemented yet" in cells[i][1], f"{lab.name}: {cells[i][0]!r} must be stored unsolved"
+    for src, text in cells:
+        if "labkit.check_answer(" in src:
+            assert re.search(r"^answer = None\b", src, re.M), f"{lab.name}: an answer cell is pre-filled: {src!r}"
+            assert "not answered yet" in text, f"{lab.name}: {src!r} must be stored unanswered"
+
+
 def test_chapter_map_links_published_chapters_and_marks_the_rest():
     table = chapter_map_markdown(ROOT)
     for c in chapters():
