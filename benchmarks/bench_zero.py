@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/bench_zero.py [world_size] [n_layer]
 
-Trains the chapter 7 GPT (`zero.small_gpt_config`, with `n_layer` blocks) on `world_size`
+Trains the chapter 7 GPT (`model.tiny_config("small")`, with `n_layer` blocks) on `world_size`
 local CPU processes with gloo, using torch DDP (torch.optim.Adam, all-reduced gradients),
 `zero.ZeroEngine` at stages 0-3 and FSDP2 (`fully_shard`). Each method runs 2 warm-up
 steps and then 5 timed steps; the script prints the median step time and the ratio to
@@ -18,10 +18,12 @@ import time
 
 import torch
 import torch.distributed as dist
+from torch.distributed.device_mesh import init_device_mesh
+from torch.distributed.fsdp import fully_shard
 
 from llminfra_lab import zero
-from llminfra_lab.collectives import launch
-from llminfra_lab.model import GPT
+from llminfra_lab.launch import launch
+from llminfra_lab.model import GPT, tiny_config
 
 WARMUP, TIMED = 2, 5
 
@@ -39,7 +41,7 @@ def _timed(step_fn, batches) -> float:
 
 
 def bench(rank: int, world_size: int, n_layer: int) -> dict[str, float]:
-    cfg = zero.small_gpt_config(n_layer=n_layer)
+    cfg = tiny_config("small", n_layer=n_layer)
     gen = torch.Generator().manual_seed(rank)
     batches = [(t[:, :-1], t[:, 1:]) for t in
                (torch.randint(cfg.vocab_size, (4, 33), generator=gen) for _ in range(WARMUP + TIMED))]
@@ -60,9 +62,6 @@ def bench(rank: int, world_size: int, n_layer: int) -> dict[str, float]:
     for stage in zero.STAGES:
         engine = zero.ZeroEngine(zero.gpt_units(GPT(cfg)), zero.sequential_loss, stage=stage, lr=1e-3)
         out[f"zero{stage}"] = _timed(engine.step, batches)
-
-    from torch.distributed.device_mesh import init_device_mesh
-    from torch.distributed.fsdp import fully_shard
 
     sharded = GPT(cfg)
     mesh = init_device_mesh("cpu", (world_size,))

@@ -11,12 +11,13 @@ import math
 
 import pytest
 import torch
+import torch.distributed as dist
 from torch import nn
-from torch.multiprocessing.reductions import StorageWeakRef
 
 from llminfra_lab import memory, zero
 from llminfra_lab.launch import launch
 from llminfra_lab.model import GPT, tiny_config
+from llminfra_lab.zero import engine as zero_engine
 
 # ----------------------------------------------------------------------------- the calculator (memory)
 
@@ -278,28 +279,29 @@ def test_partition_schematic_colours_what_each_gpu_keeps(drawn):
 
 @pytest.fixture()
 def one_rank_group(tmp_path):
-    import torch.distributed as dist
-
     dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
     yield
     dist.destroy_process_group()
 
 
 class _WatchedEngine(zero.ZeroEngine):
-    """Records a weak reference to the storage of each gathered buffer freed after a unit's forward."""
+    """Keeps a reference to every gathered buffer freed after a unit's forward, as a collective
+    library may (gloo's worker thread drops a finished all-gather's output only when it next gets
+    the GIL), and counts at the first gather of the backward the bytes those buffers still hold."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.freed, self.alive_at_backward = [], None
+        self.freed, self.bytes_at_backward = [], None
 
     def _free(self, u):
-        if self.alive_at_backward is None:
-            self.freed.append(StorageWeakRef(u.full.untyped_storage()))
+        if self.bytes_at_backward is None:
+            self.freed.append(u.full)
         super()._free(u)
 
     def _gather(self, u):
-        if len(self.freed) == len(self.units) and self.alive_at_backward is None:
-            self.alive_at_backward = sum(not r.expired() for r in self.freed)
+        if len(self.freed) == len(self.units) and self.bytes_at_backward is None:
+            self.bytes_at_backward = sum(t.untyped_storage().nbytes() for t in self.freed)
+            self.freed = [None] * len(self.freed)
         super()._gather(u)
 
 
@@ -318,32 +320,36 @@ def _mse(out, target):
     return ((out - target) ** 2).mean()
 
 
+def _two_units():
+    return [_TransposedLinear(6, 7, 1), _TransposedLinear(7, 5, 2)]
+
+
+XS, YS = torch.randn(4, 6, generator=torch.Generator().manual_seed(5)), torch.randn(4, 5)
+
+
 def test_stage3_frees_gathered_parameters_between_forward_and_backward(one_rank_group, monkeypatch):
     """ZeRO-3 (Rajbhandari 2020): a unit's gathered parameters are freed after its forward.
 
-    No tensor saved for backward may keep a gathered buffer alive, neither in the GPT nor in
-    units that save views of their weights. Without the saved-tensor hooks (the control)
-    the saved views keep every buffer alive, so the check can fail.
+    The bytes go back as soon as the unit's forward is done, whoever still holds the buffer
+    (here the test itself, standing in for a collective library that lets go late), and no
+    tensor saved for backward needs them: the saved-tensor hooks store a place, not a view.
+    Without the hooks (the control) the saved views still point into the freed buffers, and
+    the backward fails instead of silently keeping them alive.
     """
     cfg = tiny_config("small", n_layer=1)
     x = torch.randint(cfg.vocab_size, (2, 8), generator=torch.Generator().manual_seed(0))
     y = torch.roll(x, -1, dims=1)
     engine = _WatchedEngine(zero.gpt_units(GPT(cfg)), zero.sequential_loss, stage=3)
     engine.step(x, y)
-    assert len(engine.freed) == 3 and engine.alive_at_backward == 0
+    assert len(engine.freed) == 3 and engine.bytes_at_backward == 0
 
-    xs, ys = torch.randn(4, 6), torch.randn(4, 5)
-
-    def make():
-        return [_TransposedLinear(6, 7, 1), _TransposedLinear(7, 5, 2)]
-
-    engine = _WatchedEngine(make(), _mse, stage=3)
-    losses = [engine.step(xs, ys) for _ in range(3)]
-    assert engine.alive_at_backward == 0
-    ref_units = make()                                         # the same units trained plainly
+    engine = _WatchedEngine(_two_units(), _mse, stage=3)
+    losses = [engine.step(XS, YS) for _ in range(3)]
+    assert engine.bytes_at_backward == 0
+    ref_units = _two_units()                                   # the same units trained plainly
     opt = torch.optim.Adam([p for u in ref_units for p in u.parameters()], lr=1e-3, foreach=False)
     for step_loss in losses:
-        loss = _mse(ref_units[1](ref_units[0](xs)), ys)
+        loss = _mse(ref_units[1](ref_units[0](XS)), YS)
         assert loss.item() == pytest.approx(step_loss, abs=1e-6)
         opt.zero_grad()
         loss.backward()
@@ -351,6 +357,30 @@ def test_stage3_frees_gathered_parameters_between_forward_and_backward(one_rank_
 
     identity = lambda self, u: (lambda t: t, lambda t: t)  # noqa: E731
     monkeypatch.setattr(zero.ZeroEngine, "_hooks", identity)
-    control = _WatchedEngine(make(), _mse, stage=3)
-    control.step(xs, ys)
-    assert control.alive_at_backward == 2
+    control = _WatchedEngine(_two_units(), _mse, stage=3)
+    with pytest.raises(RuntimeError, match="out of bounds for storage of size 0"):
+        control.step(XS, YS)
+
+
+def test_transient_bytes_are_counted_and_returned(one_rank_group):
+    """peak_transient_bytes is one unit's gathered parameters plus its full gradient at stage 3, one unit's
+    full gradient below; after a step no transient bytes are outstanding."""
+    for stage in zero.STAGES:
+        engine = zero.ZeroEngine(_two_units(), _mse, stage=stage)
+        engine.step(XS, YS)
+        biggest = max(u.padded for u in engine.units) * 4
+        assert engine.peak_transient_bytes == (2 * biggest if stage == 3 else biggest), stage
+        assert engine._transient == 0
+
+
+@pytest.mark.filterwarnings("ignore:.*is deprecated:FutureWarning")   # torch 2.13 deprecates the old names
+@pytest.mark.parametrize("stage", [1, 2, 3])
+def test_collectives_before_torch_2_13(one_rank_group, monkeypatch, stage):
+    """torch 2.9-2.12 have no reduce_scatter_single/all_gather_single; the engine then calls
+    reduce_scatter_tensor/all_gather_into_tensor, with the same result."""
+    expected = zero.ZeroEngine(_two_units(), _mse, stage=stage).step(XS, YS)
+    monkeypatch.setattr(zero_engine, "_reduce_scatter_flat", dist.reduce_scatter_tensor)
+    monkeypatch.setattr(zero_engine, "_all_gather_flat", dist.all_gather_into_tensor)
+    engine = zero.ZeroEngine(_two_units(), _mse, stage=stage)
+    assert engine.step(XS, YS) == expected
+    assert engine.comm.elements() > 0

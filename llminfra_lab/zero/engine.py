@@ -222,7 +222,7 @@ class ZeroEngine:
         else:                                                  # reduce-scatter now, keep only my slice
             self._reduce_scatter(u.grad_shard, flat)
             u.grad_shard.div_(self.world)
-        self._release(flat)
+        self._drop(flat)
 
     def _update(self, u: _UnitState) -> None:
         if self.stage == 0:
@@ -310,9 +310,10 @@ class ZeroEngine:
         self._point_params(u, u.full)
 
     def _free(self, u: _UnitState) -> None:
-        self._release(u.full)
-        u.full = None
+        """Free a gathered unit: point its parameters away and give its bytes back now."""
         self._point_params(u, None)
+        self._drop(u.full)
+        u.full = None
 
     def _hooks(self, u: _UnitState):
         """Saved-tensor hooks: a saved tensor that lives in the gathered buffer is stored as its place."""
@@ -333,8 +334,17 @@ class ZeroEngine:
         self._transient += t.numel() * t.element_size()
         self.peak_transient_bytes = max(self.peak_transient_bytes, self._transient)
 
-    def _release(self, t: torch.Tensor) -> None:
+    def _drop(self, t: torch.Tensor) -> None:
+        """Give a transient buffer's bytes back at once, as FSDP does (`storage.resize_(0)`).
+
+        Dropping our last reference is not enough: the collective library may still hold
+        the tensor after the call returns (gloo's worker thread lets go of a finished
+        collective's output only when it next gets the GIL), so when the bytes would go
+        back would depend on thread scheduling. Resizing the storage frees them now, and
+        anything that still reads the buffer fails loudly instead of keeping it alive.
+        """
         self._transient -= t.numel() * t.element_size()
+        t.untyped_storage().resize_(0)
 
     def _all_reduce(self, t: torch.Tensor) -> None:
         self.comm.record("all_reduce", t.numel())
