@@ -21,7 +21,7 @@ def _state_cases(rng: random.Random) -> list[tuple]:
 
 
 task(
-    "zero.model_state_bytes",
+    "zero.bytes_per_gpu",
     "Return the bytes of model states ONE GPU holds: psi parameters, mixed-precision Adam (2-byte "
     "parameters, 2-byte gradients, k bytes of optimizer state per parameter), `stage` 0 (DDP) to 3, "
     "n_gpus data-parallel ranks.",
