@@ -286,8 +286,8 @@ def one_rank_group(tmp_path):
 
 class _WatchedEngine(zero.ZeroEngine):
     """Keeps a reference to every gathered buffer freed after a unit's forward, as a collective
-    library may (gloo's worker thread drops a finished all-gather's output only when it next gets
-    the GIL), and counts at the first gather of the backward the bytes those buffers still hold."""
+    library may (gloo's worker thread can keep a finished all-gather's output for a while after
+    the call returns), and counts at the first gather of the backward the bytes those buffers still hold."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)

@@ -338,9 +338,9 @@ class ZeroEngine:
         """Give a transient buffer's bytes back at once, as FSDP does (`storage.resize_(0)`).
 
         Dropping our last reference is not enough: the collective library may still hold
-        the tensor after the call returns (gloo's worker thread lets go of a finished
-        collective's output only when it next gets the GIL), so when the bytes would go
-        back would depend on thread scheduling. Resizing the storage frees them now, and
+        the tensor after the call returns (gloo's worker thread can keep a finished
+        collective's output for a while), so when the bytes would go back would depend on
+        thread scheduling. Resizing the storage frees them now, and
         anything that still reads the buffer fails loudly instead of keeping it alive.
         """
         self._transient -= t.numel() * t.element_size()
