@@ -187,6 +187,17 @@ MODELS: dict[str, ModelSpec] = {
         params_published=671e9, active_params_published=37e9,
         source=_HF.format("deepseek-ai/DeepSeek-V3") + "; 671B total / 37B activated (the MTP module adds "
         "11.5B unique, 685B in the checkpoint; 36.6B activated without the input embedding): DeepSeek-AI 2024 (arXiv:2412.19437)"),
+    "qwen3-30b-a3b": ModelSpec(
+        "qwen3-30b-a3b", 48, 2048, 32, 4, 128, 768, 151936, n_experts=128, experts_per_token=8, moe_d_ff=768,
+        params_published=30.5e9, active_params_published=3.3e9,
+        source=_HF.format("Qwen/Qwen3-30B-A3B") + "; 30.5B total / 3.3B activated on the model card; Qwen3 "
+        "Technical Report, Yang et al. 2025 (arXiv:2505.09388), Table 2 (every layer is MoE, so d_ff = the expert "
+        "width; QK-norm weights, 2 x 128 per layer, not counted)"),
+    "qwen3-235b-a22b": ModelSpec(
+        "qwen3-235b-a22b", 94, 4096, 64, 4, 128, 1536, 151936, n_experts=128, experts_per_token=8, moe_d_ff=1536,
+        params_published=235e9, active_params_published=22e9,
+        source=_HF.format("Qwen/Qwen3-235B-A22B") + "; 235B total / 22B activated on the model card; Qwen3 "
+        "Technical Report, Yang et al. 2025 (arXiv:2505.09388), Table 2 (QK-norm weights not counted)"),
     "qwen2.5-7b": ModelSpec(
         "qwen2.5-7b", 28, 3584, 28, 4, 128, 18944, 152064, qkv_bias=True, params_published=7.61e9,
         source=_HF.format("Qwen/Qwen2.5-7B") + "; 7.61B (6.53B non-embedding) on the model card; Qwen Team 2024 "
