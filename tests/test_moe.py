@@ -64,6 +64,40 @@ def test_capacity_and_dropping():
     assert keep.tolist() == [[True, True], [True, True], [False, True], [True, False]]
 
 
+@settings(max_examples=40, deadline=None)
+@given(tokens=st.integers(1, 30), n_experts=st.integers(1, 6), k=st.integers(1, 3), capacity=st.integers(1, 12),
+       seed=st.integers(0, 10_000))
+def test_capacity_mask_equals_a_plain_slot_count(tokens, n_experts, k, capacity, seed):
+    """Brute force: walk first choices of all tokens, then second choices..., keeping a counter per expert."""
+    k = min(k, n_experts)
+    gen = torch.Generator().manual_seed(seed)
+    experts = torch.stack([torch.randperm(n_experts, generator=gen)[:k] for _ in range(tokens)])
+    used = [0] * n_experts
+    want = [[False] * k for _ in range(tokens)]
+    for j in range(k):
+        for t in range(tokens):
+            e = int(experts[t, j])
+            if used[e] < capacity:
+                used[e] += 1
+                want[t][j] = True
+    assert moe.capacity_mask(experts, n_experts, capacity).tolist() == want
+
+
+@settings(max_examples=30, deadline=None)
+@given(tokens=st.integers(1, 12), n_experts=st.integers(2, 10), k=st.integers(1, 4),
+       gating=st.sampled_from(["softmax", "sigmoid"]), seed=st.integers(0, 10_000))
+def test_route_equals_a_per_token_sort(tokens, n_experts, k, gating, seed):
+    """Each token's experts are its k best scores, gates their scores renormalised (float64, no ties)."""
+    k = min(k, n_experts)
+    logits = torch.randn(tokens, n_experts, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    gates, experts, _ = moe.route(logits, k, gating)
+    for t in range(tokens):
+        row = [float(v) for v in (torch.softmax(logits[t], 0) if gating == "softmax" else torch.sigmoid(logits[t]))]
+        best = sorted(range(n_experts), key=lambda e: -row[e])[:k]
+        assert experts[t].tolist() == best
+        assert gates[t].tolist() == pytest.approx([row[e] / sum(row[b] for b in best) for e in best])
+
+
 def test_capacity_layer_counts_drops():
     """With a capacity factor, the layer zeroes the overflowing assignments and reports them."""
     layer = moe.MoELayer(moe.MoEConfig(d_model=8, d_expert=4, n_experts=4, k=1, capacity_factor=0.5))

@@ -46,7 +46,7 @@ def draw_moe_layer(n_experts: int = 8, k: int = 2, n_shared: int = 1, ax: Axes |
         _box(ax, x, 3.0, width * 0.85, 0.7, f"S{s}", _COLORS[2], 7)
         _arrow(ax, (x + width * 0.4, 3.0), (x + width * 0.4, 0.95), _COLORS[2], 0.6)
     _box(ax, 3.9, 0.3, 7.6 * n_experts / (n_experts + n_shared) + width * n_shared - 0.1, 0.6,
-         "y = sum of shared outputs + sum over chosen e of gate_e * E_e(x)", "#cfe8cf")
+         "y = shared outputs + sum over chosen e of gate_e * E_e(x)", "#cfe8cf", 7)
     ax.text(0.2, 3.3, f"routed: {k} of {n_experts} run\nshared: {n_shared} always run", fontsize=8)
     ax.set_xlim(0, 11.8)
     ax.set_ylim(0, 4.0)
