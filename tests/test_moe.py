@@ -396,16 +396,14 @@ def test_bad_expert_arguments():
         moe.expected_nodes_per_token(8, 0, 2)
 
 
-def test_bad_plot_input():
+def test_bad_plot_input(tmp_path):
     with pytest.raises(ValueError, match="need ints"):
         plots.draw_moe_layer(4, 5)
     with pytest.raises(ValueError, match="world must be"):
         plots.draw_expert_parallel(1)
     with pytest.raises(ValueError, match="runs"):
         plots.plot_load_over_time({})
+    bad = tmp_path / "moe.json"
+    bad.write_text('{"runs": {}}', encoding="utf-8")
     with pytest.raises(ValueError, match="not a moe_balance result"):
-        import json
-        import tempfile
-        with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as fh:
-            json.dump({"runs": {}}, fh)
-        balance.load_balance_result(fh.name)
+        balance.load_balance_result(bad)
