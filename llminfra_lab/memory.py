@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import numbers
 
+from llminfra_lab.catalog import ModelSpec
 from llminfra_lab.checks import positive_int, positive_number
+from llminfra_lab.precision import bytes_per_element
 
-__all__ = ["ZERO_STAGES", "RECOMPUTE", "model_state_bytes", "activation_bytes_per_layer"]
+__all__ = ["ZERO_STAGES", "RECOMPUTE", "model_state_bytes", "activation_bytes_per_layer", "kv_cache_bytes_per_token"]
 
 ZERO_STAGES = (0, 1, 2, 3)          # 0 = plain data parallel (DDP), 1-3 = ZeRO stages
 RECOMPUTE = ("none", "selective", "full")
@@ -87,3 +89,19 @@ def activation_bytes_per_layer(seq_len: int, micro_batch: int, hidden: int, head
     replicated = 10 if dropout else 8           # layer-norm inputs, first linear inputs, dropout masks
     linear_part = (replicated + 24) / t if sequence_parallel else replicated + 24 / t
     return sbh * (linear_part + attention_scores)
+
+
+def kv_cache_bytes_per_token(spec: ModelSpec, dtype: str = "bf16") -> float:
+    """Bytes of KV cache one token occupies across all layers of a catalog model.
+
+    MHA, MQA and GQA cache a key and a value per KV head: 2 x n_kv_heads x head_dim per
+    layer (MQA is n_kv_heads = 1, MHA n_kv_heads = n_heads). MLA (DeepSeek-V2/V3) caches
+    the compressed latent and the shared RoPE key: kv_lora_rank + qk_rope_head_dim per
+    layer (512 + 64 for DeepSeek-V3). Times n_layers and the bytes of `dtype`
+    (`precision.bytes_per_element`). Chapters 11 and 16 use it.
+    """
+    if not isinstance(spec, ModelSpec):
+        raise ValueError(f"spec must be a catalog ModelSpec, got {type(spec).__name__}")
+    per_layer = (spec.kv_lora_rank + spec.qk_rope_head_dim if spec.is_mla
+                 else 2 * spec.n_kv_heads * spec.head_dim)
+    return spec.n_layers * per_layer * bytes_per_element(dtype)

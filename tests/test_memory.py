@@ -129,3 +129,19 @@ def test_activation_bytes_rejects_bad_input():
         memory.activation_bytes_per_layer(16, 1, 64, 4, dropout="no")
     with pytest.raises(ValueError, match="bools"):
         memory.activation_bytes_per_layer(16, 1, 64, 4, sequence_parallel=1)
+
+
+def test_kv_cache_bytes_per_token_published():
+    """KV cache per token: Llama-2-7B fp16 2 x 32 layers x 32 heads x 128 x 2 bytes = 512 KiB;
+    Llama-3-70B (GQA, 8 KV heads, 80 layers) 320 KiB; DeepSeek-V3 MLA caches 512 + 64 values
+    per layer per token (DeepSeek-AI 2024, arXiv:2412.19437; DeepSeek-V2 section 2.1)."""
+    from llminfra_lab.catalog import model_spec
+    assert memory.kv_cache_bytes_per_token(model_spec("llama-2-7b"), "fp16") == 512 * 1024
+    assert memory.kv_cache_bytes_per_token(model_spec("llama-3-70b"), "bf16") == 320 * 1024
+    v3 = model_spec("deepseek-v3")
+    assert memory.kv_cache_bytes_per_token(v3, "bf16") == 61 * (512 + 64) * 2
+    assert memory.kv_cache_bytes_per_token(v3, "fp8") == 61 * 576
+    with pytest.raises(ValueError, match="ModelSpec"):
+        memory.kv_cache_bytes_per_token("llama-2-7b")
+    with pytest.raises(ValueError, match="unknown dtype"):
+        memory.kv_cache_bytes_per_token(model_spec("llama-2-7b"), "fp12")
