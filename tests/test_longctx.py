@@ -19,10 +19,9 @@ from hypothesis import strategies as st
 from llminfra_lab import longctx
 from llminfra_lab.model import GPT, causal_attention, rope_frequencies, tiny_config
 
-transformers = pytest.importorskip("transformers")
-
 
 def _hf(rope_type: str, head_dim: int, theta: float, max_pos: int, seq_len=None, **params):
+    pytest.importorskip("transformers")      # the reference (test extra); only these tests need it
     from transformers import LlamaConfig
     from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
     cfg = LlamaConfig(hidden_size=head_dim * 4, num_attention_heads=4, head_dim=head_dim,
