@@ -197,11 +197,14 @@ def test_dcp_reshards_on_load(tmp_path, asynchronous):
 def test_elastic_restart_with_torchrun(tmp_path):
     """torchrun --max-restarts restarts the group after a worker SIGKILLs itself; the workers
     resume from the last checkpoint and end with the weights of a run that never failed."""
-    failed = R.run_elastic(tmp_path / "failed", steps=20, interval=5, fail_step=12)
-    clean = R.run_elastic(tmp_path / "clean", steps=20, interval=5, fail_step=0)
+    # On a loaded machine a restarted gloo group can itself fail to connect (seen in CI: two
+    # attempts in a row), so the job gets the spare restarts a real job would have.
+    failed = R.run_elastic(tmp_path / "failed", steps=20, interval=5, fail_step=12, max_restarts=4)
+    clean = R.run_elastic(tmp_path / "clean", steps=20, interval=5, fail_step=0, max_restarts=4)
     assert failed["returncode"] == 0 and clean["returncode"] == 0, failed["log_tail"]
-    last = failed["starts"][0][-1]
-    assert last["attempt"] >= 1 and last["step"] == 10                       # resumed from step 10
+    restarts = [e for e in failed["starts"][0] if e["attempt"] >= 1]
+    assert restarts and restarts[0]["step"] == 10                             # resumed from step 10
+    assert all(e["step"] % 5 == 0 for e in restarts)                          # always from a checkpoint
     assert failed["digest"] == clean["digest"] is not None
 
 

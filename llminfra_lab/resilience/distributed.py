@@ -138,4 +138,4 @@ def run_elastic(run_dir: str | Path, nproc: int = 2, steps: int = 30, interval: 
     final = run / "final.json"
     return {"returncode": proc.returncode, "starts": starts,
             "digest": json.loads(final.read_text())["digest"] if final.exists() else None,
-            "log_tail": proc.stderr[-2000:]}
+            "log_tail": proc.stderr[-6000:]}
