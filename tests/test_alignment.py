@@ -313,5 +313,5 @@ def test_input_checks():
         al.RLConfig(lr=-1.0)
     with pytest.raises(ValueError, match="n_pairs"):
         al.preference_pairs(None, None, [], 0)
-    with pytest.raises(FileNotFoundError, match="no results file"):
+    with pytest.raises(FileNotFoundError, match="no result file"):
         al.load_results("/nonexistent/alignment.json")

@@ -19,7 +19,7 @@ from llminfra_lab import book
 
 PACKAGE = Path(__file__).resolve().parents[1] / "llminfra_lab"
 SPINE = {"__init__", "__main__", "checks", "hardware", "catalog", "data", "tokenizer", "model", "precision",
-         "memory", "launch", "labkit", "book", "figures"}
+         "memory", "launch", "labkit", "book", "figures", "shipped"}
 # Modules that belong to a chapter without being its `module` in chapters.yml.
 EXTRA = {"attention": 3}
 CHAPTER_OF = {**{c.module: c.n for c in book.chapters()}, **EXTRA}

@@ -396,7 +396,7 @@ def test_scaling_law_functions_reject_bad_input(tmp_path):
         T.fit_chinchilla([1e4] * 5, [1e5] * 4, [2.0] * 5)
     with pytest.raises(KeyError, match="coarse"):
         T.fit_chinchilla([1e4, 2e4, 3e4, 4e4, 5e4], [1e5] * 5, [2.0] * 5, grid="huge")
-    with pytest.raises(ValueError, match="found none"):
+    with pytest.raises(FileNotFoundError, match="no result file at .*scaling_sweep.py"):
         T.load_scaling_sweep(tmp_path / "missing.json")
     bad = tmp_path / "empty.json"
     bad.write_text(json.dumps({"runs": []}))

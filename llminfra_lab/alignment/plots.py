@@ -1,7 +1,6 @@
 """The chapter's figures: the RL loop schematic and the curves of the shipped runs."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -9,17 +8,16 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 
+from llminfra_lab.shipped import ASSETS, load_json
+
 __all__ = ["RESULTS_PATH", "load_results", "plot_rl_loop_schematic", "plot_training_curves", "plot_method_comparison"]
 
-RESULTS_PATH = Path(__file__).resolve().parents[1] / "assets" / "alignment_results.json"
+RESULTS_PATH = ASSETS / "alignment_results.json"
 
 
 def load_results(path: str | Path | None = None) -> dict:
     """The shipped results of benchmarks/alignment_grpo_dpo.py: {"task", "runs": {name: history}, ...}."""
-    path = RESULTS_PATH if path is None else Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no results file at {path}; run benchmarks/alignment_grpo_dpo.py")
-    return json.loads(path.read_text())
+    return load_json(RESULTS_PATH.name, path, made_by="benchmarks/alignment_grpo_dpo.py")
 
 
 def plot_rl_loop_schematic(ax: Axes | None = None) -> Axes:

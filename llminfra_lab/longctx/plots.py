@@ -1,22 +1,19 @@
 """The figures of chapter 16: RoPE scaling per pair, perplexity against length, a ring schedule."""
 from __future__ import annotations
 
-import json
-from importlib import resources
-
 import matplotlib.pyplot as plt
 
 from llminfra_lab.checks import positive_int
 from llminfra_lab.longctx.rope import inverse_frequencies
 from llminfra_lab.longctx.sequence_parallel import causal_work, shard_positions
+from llminfra_lab.shipped import load_json
 
 __all__ = ["load_results", "plot_rope_scaling", "plot_perplexity_vs_length", "plot_ring_schedule"]
 
 
 def load_results() -> dict:
     """The shipped results of benchmarks/longctx_extend.py (llminfra_lab/assets/longctx_results.json)."""
-    path = resources.files("llminfra_lab").joinpath("assets", "longctx_results.json")
-    return json.loads(path.read_text())
+    return load_json("longctx_results.json")
 
 
 def plot_rope_scaling(head_dim: int = 128, factor: float = 8.0, original_len: int = 8192,

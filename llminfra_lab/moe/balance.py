@@ -15,8 +15,6 @@ benchmarks/moe_balance.py runs all three for a few hundred steps and ships the r
 """
 from __future__ import annotations
 
-import json
-from importlib import resources
 from pathlib import Path
 
 import torch
@@ -26,6 +24,7 @@ from llminfra_lab.checks import positive_int
 from llminfra_lab.model import GPT, tiny_config
 from llminfra_lab.moe.layer import MoEConfig, MoELayer
 from llminfra_lab.moe.routing import max_violation
+from llminfra_lab.shipped import load_json
 
 __all__ = ["METHODS", "moe_gpt", "train_balance", "load_balance_result"]
 
@@ -88,14 +87,7 @@ def train_balance(method: str, steps: int = 300, seed: int = 0, n_experts: int =
 
 def load_balance_result(path: str | Path | None = None) -> dict:
     """The shipped result of benchmarks/moe_balance.py (or the JSON file at `path`)."""
-    if path is None:
-        text = resources.files("llminfra_lab").joinpath("assets", "moe_balance.json").read_text(encoding="utf-8")
-    else:
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"no result file at {path}")
-        text = path.read_text(encoding="utf-8")
-    result = json.loads(text)
+    result = load_json("moe_balance.json", path, made_by="benchmarks/moe_balance.py")
     if not isinstance(result, dict) or set(result.get("runs", {})) != set(METHODS):
         raise ValueError(f"not a moe_balance result: expected runs for {sorted(METHODS)}")
     return result

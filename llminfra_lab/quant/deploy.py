@@ -7,14 +7,12 @@ ENGINE_FORMATS: the quantized formats each engine serves, from its documentation
 """
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 from llminfra_lab.hardware import accelerator
+from llminfra_lab.shipped import ASSETS, load_json
 
 __all__ = ["HARDWARE_FORMATS", "ENGINE_FORMATS", "RESULTS_FILE", "load_results", "hardware_rows"]
 
-RESULTS_FILE = Path(__file__).resolve().parents[1] / "assets" / "quant_table.json"
+RESULTS_FILE = ASSETS / "quant_table.json"
 
 #: accelerator key of `hardware` -> (formats with matrix-unit support, bib key)
 HARDWARE_FORMATS: dict[str, tuple[str, str]] = {
@@ -50,4 +48,4 @@ def hardware_rows() -> list[dict]:
 
 def load_results() -> dict:
     """The shipped quantization table of the tiny GPT (benchmarks/quant_table.py)."""
-    return json.loads(RESULTS_FILE.read_text())
+    return load_json(RESULTS_FILE.name)

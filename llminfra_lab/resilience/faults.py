@@ -18,19 +18,18 @@ storage), and the loader must refuse that checkpoint and fall back to the one be
 from __future__ import annotations
 
 import dataclasses
-import json
 import random
 import signal
 import subprocess
 import sys
 import time
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from llminfra_lab.checks import nonnegative_int
 from llminfra_lab.resilience.atomic import list_checkpoints
 from llminfra_lab.resilience.trainer import TrainerConfig, read_events
+from llminfra_lab.shipped import load_json
 
 __all__ = ["fault_injection_campaign", "trainer_command", "flip_byte", "load_campaign_result"]
 
@@ -158,5 +157,4 @@ def _wait_for_resume(run: Path, seen: int, proc: subprocess.Popen, timeout_s: fl
 def load_campaign_result() -> dict[str, Any]:
     """The campaign shipped in ``assets/resilience_campaign.json`` (written by
     ``benchmarks/resilience_campaign.py``)."""
-    text = resources.files("llminfra_lab").joinpath("assets/resilience_campaign.json").read_text(encoding="utf-8")
-    return json.loads(text)
+    return load_json("resilience_campaign.json")

@@ -8,18 +8,17 @@
 """
 from __future__ import annotations
 
-import json
 import math
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 
 import torch
 
 from llminfra_lab.checks import positive_int
 from llminfra_lab.model import GPT, tiny_config
+from llminfra_lab.shipped import load_json
 from llminfra_lab.training.checkpoints import PRESETS, build_corpus
 from llminfra_lab.training.loop import TrainConfig, evaluate_loss, train
 
@@ -240,14 +239,7 @@ def load_scaling_sweep(path: str | Path | None = None) -> dict:
 
     Returns {"runs": [{"n_params", "n_tokens", "val_loss", ...}, ...], "settings": {...}}.
     """
-    if path is None:
-        text = resources.files("llminfra_lab").joinpath("assets", "scaling_sweep.json").read_text(encoding="utf-8")
-    else:
-        path = Path(path)
-        if not path.is_file():
-            raise ValueError(f"expected a scaling-sweep JSON file at {path}, found none")
-        text = path.read_text(encoding="utf-8")
-    sweep = json.loads(text)
+    sweep = load_json("scaling_sweep.json", path, made_by="benchmarks/scaling_sweep.py")
     if not isinstance(sweep, dict) or not sweep.get("runs"):
         raise ValueError("a scaling sweep is a dict with a non-empty 'runs' list")
     return sweep
