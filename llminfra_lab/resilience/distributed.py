@@ -17,6 +17,7 @@ import os
 import signal
 import subprocess
 import sys
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -77,7 +78,9 @@ def elastic_worker(run_dir: str, steps: int, interval: int, fail_step: int, fail
     rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
     attempt = int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0"))
     torch.set_num_threads(1)
-    dist.init_process_group("gloo")
+    # A short timeout: a restarted group whose connection fails (seen on loaded machines) then
+    # errors within 30 s and torchrun restarts it, instead of waiting gloo's default 30 minutes.
+    dist.init_process_group("gloo", timeout=timedelta(seconds=30))
     run = Path(run_dir)
     net = torch.nn.Linear(16, 16)
     torch.nn.init.normal_(net.weight, generator=torch.Generator().manual_seed(0))
