@@ -41,7 +41,7 @@ import unicodedata
 from collections import Counter
 from functools import cache
 
-__all__ = ["BPETokenizer", "pretokenize", "byte_order", "bpe_merge_step", "bpe_merge_table"]
+__all__ = ["BPETokenizer", "pretokenize", "byte_order", "bpe_merge_step", "apply_merge", "bpe_merge_table"]
 
 
 # ----------------------------------------------------------------------------- pre-tokenizer
@@ -120,18 +120,24 @@ def bpe_merge_step(words: dict[tuple[int, ...], int], new_id: int
     if not counts:
         raise ValueError("no word has two tokens left: nothing to merge")
     best = min(counts, key=lambda pair: (-counts[pair], pair))
+    return best, counts[best], apply_merge(words, best, new_id)
+
+
+def apply_merge(words: dict[tuple[int, ...], int], pair: tuple[int, int], new_id: int) -> dict[tuple[int, ...], int]:
+    """Replace `pair` by `new_id` in each word, left to right and without overlap; counts of
+    words that become equal are added. (The merge half of `bpe_merge_step`; callers check input.)"""
     merged: dict[tuple[int, ...], int] = {}
     for word, n in words.items():
         out, i = [], 0
         while i < len(word):
-            if word[i:i + 2] == best:
+            if word[i:i + 2] == pair:
                 out.append(new_id)
                 i += 2
             else:
                 out.append(word[i])
                 i += 1
         merged[tuple(out)] = merged.get(tuple(out), 0) + n
-    return best, counts[best], merged
+    return merged
 
 
 def bpe_merge_table(text: str, n_merges: int) -> list[dict]:

@@ -8,7 +8,7 @@ import torch
 
 from llminfra_lab import memory, training
 from llminfra_lab.labkit import exercise, task
-from llminfra_lab.tokenizer import bpe_merge_step
+from llminfra_lab.tokenizer import apply_merge, bpe_merge_step
 
 # ----------------------------------------------------------------------------- tasks
 
@@ -32,22 +32,7 @@ def _merge_first_seen(words: dict, new_id: int):
         for pair in zip(word, word[1:]):
             counts[pair] = counts.get(pair, 0) + n
     best = max(counts, key=counts.get)
-    return best, counts[best], _apply(words, best, new_id)
-
-
-def _apply(words: dict, pair: tuple, new_id: int) -> dict:
-    out: dict = {}
-    for word, n in words.items():
-        merged, i = [], 0
-        while i < len(word):
-            if word[i:i + 2] == pair:
-                merged.append(new_id)
-                i += 2
-            else:
-                merged.append(word[i])
-                i += 1
-        out[tuple(merged)] = out.get(tuple(merged), 0) + n
-    return out
+    return best, counts[best], apply_merge(words, best, new_id)
 
 
 task(
