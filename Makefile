@@ -38,7 +38,7 @@ $(VENV)/.book: $(VENV)/.base
 	touch $@
 
 $(VENV)/.test: $(VENV)/.base
-	$(PIP) install -q $(PINNED) -e ".[test,peers]"
+	$(PIP) install -q $(PINNED) -e ".[test,peers,rag,serve,browser]"
 	touch $@
 
 ## make book: build the website into _build/html (warnings are errors)
@@ -97,7 +97,7 @@ constraints:
 	$(VENV)-constraints/bin/python -c 'import importlib.metadata as m; print("torch==" + m.version("torch"))' \
 		> $(VENV)-constraints/torch-pin.txt
 	$(VENV)-constraints/bin/python -m pip install -q -c $(VENV)-constraints/torch-pin.txt '$(TRITON_SPEC)'
-	$(VENV)-constraints/bin/python -m pip install -q -c $(VENV)-constraints/torch-pin.txt -e ".[book,test,peers]"
+	$(VENV)-constraints/bin/python -m pip install -q -c $(VENV)-constraints/torch-pin.txt -e ".[book,test,peers,rag,serve,browser]"
 	$(VENV)-constraints/bin/python tools/write_constraints.py constraints.txt
 	rm -rf $(VENV)-constraints
 	@echo "constraints.txt rewritten; now run: make test book   (then commit constraints.txt)"
