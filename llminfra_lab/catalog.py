@@ -175,6 +175,11 @@ MODELS: dict[str, ModelSpec] = {
         "llama-3-405b", 126, 16384, 128, 8, 128, 53248, 128256, params_published=405e9,
         source=_HF.format("meta-llama/Llama-3.1-405B") + "; Llama 3 Herd of Models, Dubey et al. 2024 "
         "(arXiv:2407.21783), Table 3"),
+    "gemma-2b": ModelSpec(
+        "gemma-2b", 18, 2048, 8, 1, 256, 16384, 256000, tied_embeddings=True, params_published=2.506e9,
+        source=_HF.format("google/gemma-2b") + "; multi-query attention (1 KV head), GeGLU FFN with SwiGLU's three "
+        "matrices; 2,506,172,416 parameters in the checkpoint with the embedding counted once; Gemma Team 2024 "
+        "(arXiv:2403.08295)"),
     "mixtral-8x7b": ModelSpec(
         "mixtral-8x7b", 32, 4096, 32, 8, 128, 14336, 32000, n_experts=8, experts_per_token=2,
         params_published=46.7e9, active_params_published=12.9e9,
