@@ -20,7 +20,7 @@ NBVAL := --nbval --nbval-sanitize-with labs/sanitize.cfg
 # Developers' loop: what `make fast` leaves out (both markers are registered in pyproject.toml).
 FAST_MARKERS := not slow and not distributed
 
-.PHONY: book test unit fast labs labs-portable lint serve sync-setup constraints clean
+.PHONY: book site-test test unit fast labs labs-portable lint serve sync-setup nbval-tags constraints clean
 
 # The environment: torch from TORCH_SPEC, then triton, then the package, all pinned.
 $(VENV)/.base: pyproject.toml constraints.txt
@@ -45,6 +45,15 @@ $(VENV)/.test: $(VENV)/.base
 book: $(VENV)/.book
 	$(VENV)/bin/jupyter-book build . -W -n --keep-going
 	@echo "The book is in $(CURDIR)/_build/html/index.html  (preview: make serve)"
+
+## make site-test: the built website in headless Chromium with every other host blocked
+## (tests/site/: console errors, failed requests, links, images, math, widgets, search,
+## launch buttons, a 390 px phone); builds the book first if _build/html is missing.
+## Needs Debian's chromium on PATH (apt-get install -y chromium); never `playwright install`.
+## Screenshots of key pages, light and dark, go to _build/site-screenshots/.
+site-test: $(VENV)/.test
+	@test -f _build/html/intro.html || $(MAKE) book
+	LLMINFRA_SITE=_build/html $(PY) -m pytest tests/site
 
 ## make test: every unit test, then every lab re-executed and compared under nbval
 test: $(VENV)/.test
@@ -85,6 +94,11 @@ serve:
 ## (repository URL from _config.yml, torch range from pyproject.toml and TORCH_SPEC)
 sync-setup: $(VENV)/.base
 	$(PY) tools/sync_setup_cell.py
+
+## make nbval-tags: move nbval's comment markers (# NBVAL_IGNORE_OUTPUT) of every lab into
+## cell tags (nbval-ignore-output), which the website does not show
+nbval-tags: $(VENV)/.base
+	$(PY) tools/nbval_tags.py
 
 ## make constraints: resolve the newest versions pyproject.toml allows beside TORCH_SPEC in
 ## a scratch environment and write them to constraints.txt; then run make test and make

@@ -7,8 +7,12 @@ from __future__ import annotations
 
 import platform
 
+from llminfra_lab import figures as _figures
+
 __version__ = "0.1.0"
 __all__ = ["__version__", "default_device", "describe_environment"]
+
+_figures.use()   # the book's one figure style, for every chapter and lab (llminfra_lab/figures.py)
 
 
 def default_device() -> str:

@@ -19,7 +19,10 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
-TAGS = ["hide-input", "setup"]   # folded on the website; Colab and nbval still run it
+# "setup": _ext/llminfra_site.py drops the cell from the website, so a lab page opens with
+# its title ("hide-input" folds it in a build without that extension); Colab, Binder and
+# nbval ignore both tags and run it.
+TAGS = ["hide-input", "setup"]
 
 TEMPLATE = '''\
 # Set-up for Colab or a fresh Python: installs llminfra_lab where it is missing. It never
