@@ -59,3 +59,81 @@ def test_launch_rejects_bad_input():
             L.launch(math.log, 2, timeout_s=bad)
     with pytest.raises(ValueError, match="threads_per_rank must be an int >= 1"):
         L.launch(math.log, 2, threads_per_rank=0)
+
+
+# ---------------------------------------------------------------------------------------
+# The torchrun side: init_from_env, main's one-line errors, run_in_process (no processes
+# are started here; tests/test_torchrun.py starts real torchrun agents)
+# ---------------------------------------------------------------------------------------
+
+TOY = L.Experiment(worker=divmod, report=lambda results, world_size, **o: {"rows": [{"n": world_size}]},
+                   options={"size": 4, "fast": True},
+                   fits=lambda world_size, **o: None if world_size % 2 == 0 else f"needs an even world size, got {world_size}")
+
+
+def test_init_from_env_says_to_use_torchrun_when_its_variables_are_missing(monkeypatch):
+    for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        monkeypatch.delenv(k, raising=False)
+    with pytest.raises(ValueError, match="RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT not set: start "
+                                         "this with torchrun"):
+        L.init_from_env()
+    with pytest.raises(ValueError, match="device must be 'auto', 'cpu' or 'cuda', got 'tpu'"):
+        L.init_from_env("tpu")
+    with pytest.raises(ValueError, match="timeout_s must be a finite number > 0"):
+        L.init_from_env(timeout_s=0)
+
+
+def test_init_from_env_refuses_cuda_without_a_gpu_and_extra_ranks_per_node(monkeypatch):
+    """Devices that don't fit: --device cuda on a machine without GPUs, or more processes on
+    a node than it has GPUs (NCCL needs one GPU per rank), fail before any group is joined."""
+    monkeypatch.setenv("RANK", "3")
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    monkeypatch.setenv("LOCAL_RANK", "3")
+    monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
+    monkeypatch.setenv("MASTER_PORT", "1")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ValueError, match="--device cuda was asked for, but torch sees no CUDA GPU"):
+        L.init_from_env("cuda")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    with pytest.raises(ValueError, match=r"local rank 3 has no GPU: this node has 2 GPU\(s\), so start at most "
+                                         "--nproc-per-node 2"):
+        L.init_from_env("auto")
+
+
+def test_main_exits_2_with_one_line_when_the_world_size_does_not_fit(monkeypatch, capsys):
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.setenv("WORLD_SIZE", "3")
+    assert L.main("toy", {"toy": TOY}, ["toy", "--size", "8", "--no-fast"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["toy toy: error: needs an even world size, got 3"]
+
+
+def test_main_exits_2_with_one_line_outside_torchrun(monkeypatch, capsys):
+    for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        monkeypatch.delenv(k, raising=False)
+    assert L.main("toy", {"toy": TOY}, ["toy"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("toy toy: error: RANK, WORLD_SIZE") and "torchrun" in err[0]
+
+
+def test_main_rejects_unknown_experiments_and_options():
+    with pytest.raises(SystemExit):
+        L.main("toy", {"toy": TOY}, ["nope"])
+    with pytest.raises(SystemExit):
+        L.main("toy", {"toy": TOY}, ["toy", "--colour", "red"])
+
+
+def test_run_in_process_rejects_bad_input():
+    with pytest.raises(ValueError, match="exp must be an Experiment, got builtin_function_or_method"):
+        L.run_in_process(divmod, 2)
+    with pytest.raises(ValueError, match=r"unknown options \['colour'\]; valid: \['fast', 'size'\]"):
+        L.run_in_process(TOY, 2, colour="red")
+    with pytest.raises(ValueError, match="needs an even world size, got 3"):
+        L.run_in_process(TOY, 3)
+
+
+def test_table_prints_scalars_nested_checks_and_rows():
+    text = L._table({"experiment": "x", "check": {"ok": True, "skip": [1]},
+                     "rows": [{"a": 1.23456, "b": "q"}, {"a": 2, "c": [1.0, 2.0]}]})
+    assert text.splitlines() == ["experiment: x", "check.ok: True", "    a  b    c", "1.235  q     ", "    2     1 2"]

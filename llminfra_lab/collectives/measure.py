@@ -106,24 +106,28 @@ def measure_collective(world_size: int, sizes_bytes: Sequence[int], repeats: int
 
 
 def time_collective_on_rank(rank: int, world_size: int, sizes_bytes: Sequence[int], repeats: int = 5,
-                            collective: str = "all_reduce", impl: str = "ring") -> list[float]:
-    """Run on every rank (via `launch`): median seconds of `collective` for each size.
+                            collective: str = "all_reduce", impl: str = "ring", device: str = "cpu") -> list[float]:
+    """Run on every rank (via `launch`, or torchrun): median seconds of `collective` for each size.
 
     `impl` "ring" uses this package's send/recv ring, "torch" the backend's own
-    collective. Buffers are float32; ranks meet at a barrier before every repetition.
+    collective. Buffers are float32 on `device`; ranks meet at a barrier before every
+    repetition, and on a GPU the clock stops only once the device has finished.
     """
     _check_collective(collective)
     _check_impl(impl)
     medians = []
     for size in sizes_bytes:
         numel = max(1, int(size) // 4)
-        x = torch.ones(numel, dtype=torch.float32)
+        x = torch.ones(numel, dtype=torch.float32, device=device)
         run = _runner(collective, impl, x, rank, world_size)
+        sync = torch.cuda.synchronize if x.is_cuda else (lambda: None)
         runs = []
         for _ in range(repeats + 1):                  # the first run warms up and is dropped
             dist.barrier()
+            sync()
             start = time.perf_counter()
             run()
+            sync()
             runs.append(time.perf_counter() - start)
             x.fill_(1.0)
         medians.append(float(np.median(runs[1:])))
@@ -138,7 +142,7 @@ def _runner(collective: str, impl: str, x: torch.Tensor, rank: int, p: int):
     if collective == "reduce_scatter":
         if impl == "ring":
             return lambda: ring_reduce_scatter(x)
-        out = torch.empty(numel // p, dtype=x.dtype)
+        out = torch.empty(numel // p, dtype=x.dtype, device=x.device)
         # reduce_scatter_single exists from torch 2.13; older versions name it reduce_scatter_tensor
         op = getattr(dist, "reduce_scatter_single", dist.reduce_scatter_tensor)
         return lambda: op(out, x[: (numel // p) * p])
@@ -146,7 +150,7 @@ def _runner(collective: str, impl: str, x: torch.Tensor, rank: int, p: int):
         sizes = chunk_sizes(numel, p)
         piece = torch.split(x, sizes)[rank].clone()
         return lambda: ring_all_gather(piece, sizes)
-    out = torch.empty((numel // p) * p, dtype=x.dtype)
+    out = torch.empty((numel // p) * p, dtype=x.dtype, device=x.device)
     op = getattr(dist, "all_gather_single", dist.all_gather_into_tensor)
     part = x[: numel // p].clone()
     return lambda: op(out, part)

@@ -152,17 +152,18 @@ def ring_all_reduce(tensor: torch.Tensor, stats: dict | None = None) -> torch.Te
     return tensor
 
 
-def ring_vs_torch(rank: int, world_size: int, numel: int, seed: int = 0) -> dict[str, Any]:
-    """Run on every rank (via `launch`): the ring collectives beside torch's own.
+def ring_vs_torch(rank: int, world_size: int, numel: int, seed: int = 0, device: str = "cpu") -> dict[str, Any]:
+    """Run on every rank (via `launch`, or torchrun): the ring collectives beside torch's own.
 
-    Each rank draws its own float64 vector of `numel` elements from ``seed + rank``.
+    Each rank draws its own float64 vector of `numel` elements from ``seed + rank`` (on
+    the CPU, then moved to `device`: "cuda:LOCAL_RANK" under NCCL).
     Returns the largest absolute differences from `dist.all_reduce` (all-reduce and
     reduce-scatter) and from a padded `dist.all_gather` (all-gather), and the bytes this
     rank sent during the ring all-reduce.
     """
     sizes = chunk_sizes(numel, world_size)
     gen = torch.Generator().manual_seed(seed + rank)
-    x = torch.randn(numel, generator=gen, dtype=torch.float64)
+    x = torch.randn(numel, generator=gen, dtype=torch.float64).to(device)
 
     reference = x.clone()
     dist.all_reduce(reference)                       # torch's own all-reduce, the reference
@@ -177,9 +178,9 @@ def ring_vs_torch(rank: int, world_size: int, numel: int, seed: int = 0) -> dict
     piece = torch.split(x, sizes)[rank].clone()
     gathered = ring_all_gather(piece, sizes)
     width = max(sizes)
-    padded = torch.zeros(width, dtype=x.dtype)
+    padded = torch.zeros(width, dtype=x.dtype, device=x.device)
     padded[:piece.numel()] = piece
-    bucket = [torch.empty(width, dtype=x.dtype) for _ in range(world_size)]
+    bucket = [torch.empty(width, dtype=x.dtype, device=x.device) for _ in range(world_size)]
     dist.all_gather(bucket, padded)
     ref_gathered = torch.cat([b[:s] for b, s in zip(bucket, sizes)])
 
@@ -224,11 +225,19 @@ def _chunks(flat: torch.Tensor, world: int) -> list[torch.Tensor]:
 def _exchange(send: torch.Tensor, recv: torch.Tensor, rank: int, world: int, stats: dict | None) -> None:
     """Send `send` to the right neighbour while receiving `recv` from the left one."""
     right, left = (rank + 1) % world, (rank - 1) % world
-    ops = []
-    if send.numel():
-        ops.append(dist.isend(send.contiguous(), dst=right))
-    if recv.numel():
-        ops.append(dist.irecv(recv, src=left))
+    if dist.get_backend() == "nccl":
+        # NCCL runs a send and a receive to the same peer (p = 2) on one stream: issued
+        # separately, both ranks' sends could wait for receives queued behind them.
+        # batch_isend_irecv issues the pair as one NCCL group.
+        p2p = ([dist.P2POp(dist.isend, send.contiguous(), right)] if send.numel() else []) + \
+              ([dist.P2POp(dist.irecv, recv, left)] if recv.numel() else [])
+        ops = dist.batch_isend_irecv(p2p) if p2p else []
+    else:
+        ops = []
+        if send.numel():
+            ops.append(dist.isend(send.contiguous(), dst=right))
+        if recv.numel():
+            ops.append(dist.irecv(recv, src=left))
     for op in ops:
         op.wait()
     if stats is not None:

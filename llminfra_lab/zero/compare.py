@@ -8,6 +8,8 @@ about 1e-4, and torch 2.6 fails inside `fully_shard` on this model.
 """
 from __future__ import annotations
 
+import hashlib
+
 import torch
 import torch.distributed as dist
 from torch.distributed.device_mesh import init_device_mesh
@@ -40,7 +42,7 @@ def _batch(cfg: GPTConfig, rank: int, micro_batch: int, seq_len: int, seed: int)
 
 def compare_runs(rank: int, world_size: int, steps: int = 3, stages=STAGES, fsdp2: bool = True,
                  cfg_overrides: dict | None = None, micro_batch: int = 2, seq_len: int = 16,
-                 lr: float = 3e-2, seed: int = 0) -> dict:
+                 lr: float = 3e-2, seed: int = 0, device: str = "cpu") -> dict:
     """Run on every rank (via `launch.launch`): the same GPT trained by each method.
 
     The GPT is `model.tiny_config("small")` (90,432 parameters, untied) with `cfg_overrides`.
@@ -50,7 +52,10 @@ def compare_runs(rank: int, world_size: int, steps: int = 3, stages=STAGES, fsdp
     Returns {method: {"losses": [local loss per step], ...}}; the ZeRO entries add
     "held_bytes", "peak_transient_bytes", "comm_elements", "comm_calls", "psi", "padded_psi";
     fsdp2 adds "param_bytes" and "optimizer_bytes" held by this rank; both add
-    "max_weight_diff", the largest difference of the final weights from torch-ddp's.
+    "max_weight_diff", the largest difference of the final weights from torch-ddp's; every
+    method adds "weights_sha256", a fingerprint of its final weights (float32 bytes, unit
+    order), equal between two runs only when the weights are equal to the last bit.
+    Models and batches are built on the CPU and moved to `device` ("cuda:LOCAL_RANK" under NCCL).
     """
     positive_int("steps", steps)
     if any(s not in STAGES for s in stages):
@@ -58,10 +63,10 @@ def compare_runs(rank: int, world_size: int, steps: int = 3, stages=STAGES, fsdp
     cfg = tiny_config("small", **(cfg_overrides or {}))
     if seq_len > cfg.max_seq_len:
         raise ValueError(f"seq_len ({seq_len}) must be <= max_seq_len ({cfg.max_seq_len})")
-    batches = [_batch(cfg, rank, micro_batch, seq_len, seed) for _ in range(steps)]
+    batches = [tuple(t.to(device) for t in _batch(cfg, rank, micro_batch, seq_len, seed)) for _ in range(steps)]
     out: dict[str, dict] = {}
 
-    model = GPT(cfg, seed=seed)                                # the reference: plain DDP in PyTorch
+    model = GPT(cfg, seed=seed).to(device)                     # the reference: plain DDP in PyTorch
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     losses = []
     for x, y in batches:
@@ -73,11 +78,11 @@ def compare_runs(rank: int, world_size: int, steps: int = 3, stages=STAGES, fsdp
         opt.step()
         opt.zero_grad(set_to_none=True)
         losses.append(loss.item())
-    out["torch-ddp"] = {"losses": losses}
     reference = torch.cat([p.detach().reshape(-1) for p in model.parameters()])   # final weights, unit order
+    out["torch-ddp"] = {"losses": losses, "weights_sha256": _fingerprint(reference)}
 
     for stage in stages:
-        engine = ZeroEngine(gpt_units(GPT(cfg, seed=seed)), sequential_loss, stage=stage, lr=lr)
+        engine = ZeroEngine(gpt_units(GPT(cfg, seed=seed).to(device)), sequential_loss, stage=stage, lr=lr)
         losses = []
         for i, (x, y) in enumerate(batches):
             if i == steps - 1:
@@ -86,13 +91,14 @@ def compare_runs(rank: int, world_size: int, steps: int = 3, stages=STAGES, fsdp
         weights = torch.cat(list(engine.full_state_dict().values()))
         out[f"zero{stage}"] = {"losses": losses, "held_bytes": engine.held_bytes(),
                                "max_weight_diff": (weights - reference).abs().max().item(),
+                               "weights_sha256": _fingerprint(weights),
                                "peak_transient_bytes": engine.peak_transient_bytes,
                                "comm_elements": engine.comm.elements(), "comm_calls": list(engine.comm.calls),
                                "psi": engine.numel, "padded_psi": engine.padded_numel}
 
     if fsdp2:
-        model = GPT(cfg, seed=seed)
-        mesh = init_device_mesh("cpu", (world_size,))
+        model = GPT(cfg, seed=seed).to(device)
+        mesh = init_device_mesh(torch.device(device).type, (world_size,))
         for block in model.blocks:
             fully_shard(block, mesh=mesh)
         fully_shard(model, mesh=mesh)
@@ -111,8 +117,13 @@ def compare_runs(rank: int, world_size: int, steps: int = 3, stages=STAGES, fsdp
         weights = torch.cat([p.full_tensor().reshape(-1) for p in model.parameters()])
         out["fsdp2"] = {"losses": losses, "param_bytes": param_bytes, "optimizer_bytes": optim_bytes,
                         "max_weight_diff": (weights - reference).abs().max().item(),
+                        "weights_sha256": _fingerprint(weights),
                         "param_type": type(next(model.parameters())).__name__}
     return out
+
+
+def _fingerprint(weights: torch.Tensor) -> str:
+    return hashlib.sha256(weights.detach().cpu().float().numpy().tobytes()).hexdigest()
 
 
 def formula_for_run(result: dict, stage: int, world_size: int) -> dict[str, float]:

@@ -166,6 +166,8 @@ class ZeroEngine:
         self.stage, self.lr, self.betas, self.eps, self.group = stage, lr, betas, eps, group
         self.rank, self.world = dist.get_rank(group), dist.get_world_size(group)
         self.loss_fn, self.comm, self.steps = loss_fn, CommLog(), 0
+        # every buffer lives where the units' parameters do (cuda:LOCAL_RANK under NCCL)
+        self.device = next((p.device for u in units for p in u.parameters()), torch.device("cpu"))
         self.peak_transient_bytes = 0   # gathered parameters and full gradients alive at once
         self._transient = 0
         self.units = [self._shard_unit(u) for u in units]
@@ -209,7 +211,7 @@ class ZeroEngine:
         return loss
 
     def _reduce_gradients(self, u: _UnitState) -> None:
-        flat = torch.zeros(u.padded)
+        flat = torch.zeros(u.padded, device=self.device)
         torch.cat([p.grad.reshape(-1) for p in u.params], out=flat[:u.numel])
         for p in u.params:
             p.grad = None
@@ -262,7 +264,7 @@ class ZeroEngine:
         out = {}
         for i, u in enumerate(self.units):
             if self.stage == 3:
-                full = torch.empty(u.padded)
+                full = torch.empty(u.padded, device=self.device)
                 _all_gather_flat(full, u.shard, group=self.group)
                 out[i] = full[:u.numel].clone()
             else:
@@ -277,16 +279,16 @@ class ZeroEngine:
         numel = sum(p.numel() for p in params)
         start, stop = shard_range(numel, self.world, self.rank)
         padded = (stop - start) * self.world
-        full = torch.zeros(padded)
+        full = torch.zeros(padded, device=self.device)
         torch.cat([p.detach().reshape(-1) for p in params], out=full[:numel])
         mine = full[start:stop]
         u = _UnitState(module, params, [p.shape for p in params], numel, padded, full, mine)
         optim_size = padded if self.stage == 0 else stop - start
-        u.exp_avg, u.exp_avg_sq = torch.zeros(optim_size), torch.zeros(optim_size)
+        u.exp_avg, u.exp_avg_sq = (torch.zeros(optim_size, device=self.device) for _ in range(2))
         if self.stage <= 1:
-            u.grad_full = torch.zeros(padded)
+            u.grad_full = torch.zeros(padded, device=self.device)
         else:
-            u.grad_shard = torch.zeros(stop - start)
+            u.grad_shard = torch.zeros(stop - start, device=self.device)
         if self.stage == 3:
             u.shard = mine.clone()                             # keep my slice, drop the rest
             u.full = None
@@ -300,11 +302,11 @@ class ZeroEngine:
         offset = 0
         for p, shape in zip(u.params, u.shapes):
             n = shape.numel()
-            p.data = full[offset:offset + n].view(shape) if full is not None else torch.empty(0)
+            p.data = full[offset:offset + n].view(shape) if full is not None else torch.empty(0, device=self.device)
             offset += n
 
     def _gather(self, u: _UnitState) -> None:
-        u.full = torch.empty(u.padded)
+        u.full = torch.empty(u.padded, device=self.device)
         self._all_gather(u.full, u.shard)
         self._hold(u.full)
         self._point_params(u, u.full)
@@ -317,10 +319,10 @@ class ZeroEngine:
 
     def _hooks(self, u: _UnitState):
         """Saved-tensor hooks: a saved tensor that lives in the gathered buffer is stored as its place."""
-        storage = u.full.untyped_storage().data_ptr()
+        storage, device = u.full.untyped_storage().data_ptr(), u.full.device
 
         def pack(t: torch.Tensor):
-            if t.device.type == "cpu" and t.untyped_storage().data_ptr() == storage:
+            if t.device == device and t.untyped_storage().data_ptr() == storage:
                 return ("in_flat_buffer", t.shape, t.stride(), t.storage_offset())
             return t
 
