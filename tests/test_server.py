@@ -177,6 +177,27 @@ def test_disconnect_mid_stream_frees_blocks(server, client):
     assert r.choices[0].text == "46"
 
 
+def test_an_engine_failure_fails_its_request_and_the_server_recovers(server, client, monkeypatch):
+    """A step that raises must answer 500 (OpenAI-shaped, type server_error), free the blocks, and not hang."""
+    engine = server.app.state.engine
+    real_step = engine.step
+    calls = {"n": 0}
+
+    def broken_step():
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise RuntimeError("injected fault")
+        return real_step()
+
+    monkeypatch.setattr(engine, "step", broken_step)
+    with pytest.raises(openai.InternalServerError, match="injected fault"):
+        client.completions.create(model=MODEL_NAME, prompt="Once upon a time", max_tokens=20, temperature=0)
+    monkeypatch.setattr(engine, "step", real_step)
+    assert _pool_full(server)
+    r = client.completions.create(model=MODEL_NAME, prompt="12+34=", max_tokens=2, temperature=0)
+    assert r.choices[0].text == "46"
+
+
 def test_health_and_metrics(server, client):
     assert httpx.get(server.url + "/health").status_code == 200
     client.completions.create(model=MODEL_NAME, prompt="1+1=", max_tokens=3, temperature=0)

@@ -92,7 +92,11 @@ class EngineLoop:
                     cmd, request_id, prompt_ids, params = self._commands.get(block=block, timeout=0.5)
                     block = False
                     if cmd == "add":
-                        engine.add_request(prompt_ids, params, request_id=request_id)
+                        try:
+                            engine.add_request(prompt_ids, params, request_id=request_id)
+                        except ValueError as e:
+                            self._fail([request_id], f"the engine refused the request: {e}")
+                            continue
                         self.metrics.prompt_tokens.inc(len(prompt_ids))
                     elif cmd == "abort" and engine.abort(request_id):
                         self._sinks.pop(request_id, None)
@@ -101,10 +105,24 @@ class EngineLoop:
                 pass
             if self._stop.is_set() or not engine.has_unfinished():
                 continue
-            for out in engine.step():
+            try:
+                outs = engine.step()
+            except Exception as e:                  # a bug must fail its requests, not hang every client
+                self._fail(list(self._sinks), f"the engine failed: {type(e).__name__}: {e}")
+                continue
+            for out in outs:
                 self._deliver(out)
             stats = engine.stats()
             self.metrics.set_load(stats["running"], stats["waiting"], stats["kv_usage"])
+
+    def _fail(self, request_ids: list[str], message: str) -> None:
+        """End these requests with finish_reason "error" (their blocks freed); the server answers 500."""
+        for request_id in request_ids:
+            self.engine.abort(request_id)
+            target = self._sinks.pop(request_id, None)
+            if target is not None:
+                out = RequestOutput(request_id, [], [], [], "", message, True, "error")
+                target[0].call_soon_threadsafe(target[1].put_nowait, out)
 
     def _deliver(self, out: RequestOutput) -> None:
         self.metrics.generation_tokens.inc(len(out.new_token_ids))
@@ -291,6 +309,8 @@ async def _respond(app: FastAPI, body: _Body, ids: list[int], params: SamplingPa
         finally:
             if out is None or not out.finished:
                 loop.abort(request_id)
+        if out.finish_reason == "error":
+            raise APIError(500, out.new_text, kind="server_error")
         return {**head, "object": obj, "choices": [_choice(chat, out.text, out.finish_reason, False)],
                 "usage": _usage(len(ids), len(out.token_ids))}
 
@@ -303,6 +323,10 @@ async def _respond(app: FastAPI, body: _Body, ids: list[int], params: SamplingPa
             while not finished:
                 out: RequestOutput = await sink.get()
                 finished = out.finished
+                if out.finish_reason == "error":           # headers are sent: report it in the stream
+                    yield {"data": json.dumps({"error": {"message": out.new_text, "type": "server_error",
+                                                         "param": None, "code": None}})}
+                    return
                 if out.new_text or finished or (chat and first):
                     choice = _choice(chat, out.new_text, out.finish_reason if finished else None, True, first)
                     first = False
