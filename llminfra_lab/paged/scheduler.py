@@ -273,8 +273,8 @@ class Scheduler:
             req = self.requests[self.waiting[0]]
             todo = len(req.tokens)
             n = min(todo, self.config.chunk_size, budget.tokens) if self.config.chunked_prefill else todo
-            if n > budget.tokens or -(-n // self.cache.block_size) > budget.blocks:
-                return
+            if n > budget.tokens or -(-todo // self.cache.block_size) > budget.blocks:
+                return                                  # the whole prompt must fit, not just this chunk
             if self.arena is not None and self.arena.allocate(req.request_id, self._reservation(req)) is None:
                 return
             self.waiting.popleft()
