@@ -117,11 +117,14 @@ def test_main_exits_2_with_one_line_outside_torchrun(monkeypatch, capsys):
     assert len(err) == 1 and err[0].startswith("toy toy: error: RANK, WORLD_SIZE") and "torchrun" in err[0]
 
 
-def test_main_rejects_unknown_experiments_and_options():
-    with pytest.raises(SystemExit):
+def test_main_rejects_unknown_experiments_and_options(capsys):
+    """argparse's usage error (exit code 2) names the bad experiment or option."""
+    with pytest.raises(SystemExit, match="^2$"):
         L.main("toy", {"toy": TOY}, ["nope"])
-    with pytest.raises(SystemExit):
+    assert "invalid choice: 'nope'" in capsys.readouterr().err
+    with pytest.raises(SystemExit, match="^2$"):
         L.main("toy", {"toy": TOY}, ["toy", "--colour", "red"])
+    assert "unrecognized arguments: --colour red" in capsys.readouterr().err
 
 
 def test_run_in_process_rejects_bad_input():
