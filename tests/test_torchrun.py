@@ -115,8 +115,8 @@ def test_two_nodes_zero3_and_ring_equal_the_in_process_launcher(tmp_path):
 def test_a_dead_node_stops_the_others_with_a_clear_error(tmp_path):
     """Kill one agent and its processes mid-run (as a node failure does): the surviving
     ranks fail with one line naming the rank and the error, and their agent exits non-zero
-    well within the job's timeout (--timeout-s 30: a collective waits at most 30 s for a
-    peer) instead of hanging."""
+    within 75 s of the kill instead of hanging (--timeout-s 30: a collective waits at most
+    30 s for a peer; the rest is the agents' shutdown on a loaded machine)."""
     procs = _agents(["llminfra_lab.zero", "compare", "--stages", "3", "--no-fsdp2", "--steps", "100000",
                      "--timeout-s", "30"], 2, tmp_path, "fail")
     deadline = time.monotonic() + 120
