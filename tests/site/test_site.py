@@ -22,6 +22,7 @@ import os
 import re
 import shutil
 import threading
+import time
 from pathlib import Path
 from urllib.parse import unquote, urldefrag, urlparse
 
@@ -51,8 +52,16 @@ TIMEOUT_MS = 90_000   # generous: a loaded 2-core machine takes seconds per page
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    timeout = 30   # a socket the browser opened and never used does not hold a thread for ever
+
     def log_message(self, *args):   # keep pytest's output readable
         pass
+
+    def handle(self):
+        try:
+            super().handle()
+        except (ConnectionError, TimeoutError):   # the browser closed or dropped a connection
+            pass
 
 
 @pytest.fixture(scope="session")
@@ -93,6 +102,10 @@ def _new_page(browser, base: str, viewport: dict, dark: bool = False):
     if dark:
         context.add_init_script("localStorage.setItem('mode', 'dark'); localStorage.setItem('theme', 'dark');")
     page = context.new_page()
+    log["pending"] = pending = {}
+    page.on("request", lambda r: pending.__setitem__(r, r.url))
+    page.on("requestfinished", lambda r: pending.pop(r, None))
+    page.on("requestfailed", lambda r: pending.pop(r, None))
     page.on("console", lambda m: m.type == "error" and log["errors"].append(f"console: {m.text} @ {m.location}"))
     page.on("pageerror", lambda e: log["errors"].append(f"pageerror: {e}"))
     page.on("requestfailed", lambda r: log["failed"].append(f"{r.url} ({r.failure})"))
@@ -100,13 +113,29 @@ def _new_page(browser, base: str, viewport: dict, dark: bool = False):
     return context, page, log
 
 
+def _load(page, url: str, log: dict) -> None:
+    """Go to `url` and wait until no request has been in flight for half a second; a request
+    still unanswered after TIMEOUT_MS counts as failed."""
+    page.goto(url, wait_until="load")
+    deadline, quiet = time.monotonic() + TIMEOUT_MS / 1000, 0
+    while time.monotonic() < deadline and quiet < 2:
+        page.wait_for_timeout(250)
+        quiet = 0 if log["pending"] else quiet + 1
+    log["failed"] += [f"{u} (no answer in {TIMEOUT_MS // 1000} s)" for u in log["pending"].values()]
+    log["pending"].clear()
+
+
 _SETTLE = """async () => {
-  // math: MathJax 3 typesets once its startup promise resolves
-  if (window.MathJax && MathJax.startup && MathJax.startup.promise) { await MathJax.startup.promise; }
-  // images: load lazy ones too, then wait for each
-  const imgs = Array.from(document.images);
-  imgs.forEach(i => { i.loading = 'eager'; });
-  await Promise.all(imgs.map(i => i.complete ? null : new Promise(r => { i.onload = i.onerror = r; })));
+  const settle = async () => {
+    // math: MathJax 3 typesets once its startup promise resolves
+    if (window.MathJax && MathJax.startup && MathJax.startup.promise) { await MathJax.startup.promise; }
+    // images: load lazy ones too, then wait for each
+    const imgs = Array.from(document.images);
+    imgs.forEach(i => { i.loading = 'eager'; });
+    await Promise.all(imgs.map(i => i.complete ? null : new Promise(r => { i.onload = i.onerror = r; })));
+  };
+  // what has not settled in 30 s is reported by the tests (raw TeX, broken images)
+  await Promise.race([settle(), new Promise(r => setTimeout(r, 30000))]);
 }"""
 
 _WIDGETS_DONE = """() => Array.from(document.querySelectorAll('script[type="application/vnd.jupyter.widget-view+json"]'))
@@ -147,6 +176,9 @@ _FACTS = """() => {
     cells_before_title: beforeTitle.length,
     nbval_markers: (article.textContent.match(/NBVAL_[A-Z_]+/g) || []).length,
     cjk_unmarked: unmarked,
+    sideways: Array.from(article.querySelectorAll('pre, .pst-scrollable-table-container, table'))
+        .filter(e => e.scrollWidth > e.clientWidth + 2 && e.getBoundingClientRect().height > 0)
+        .map(e => `${e.tagName.toLowerCase()}.${e.className}: ${e.scrollWidth} > ${e.clientWidth}: ${e.textContent.slice(0, 50)}`),
   };
 }""".replace("__CJK__", CJK)
 
@@ -186,8 +218,7 @@ def visits(browser, server):
         if key not in cache:
             context, page, log = _new_page(browser, server, DESKTOP if viewport == "desktop" else PHONE)
             try:
-                page.goto(server + page_path, wait_until="load")
-                page.wait_for_load_state("networkidle")
+                _load(page, server + page_path, log)
                 page.evaluate(_SETTLE)
                 if page.locator('script[type="application/vnd.jupyter.widget-view+json"]').count():
                     try:
@@ -261,6 +292,12 @@ def test_widgets_render_from_their_embedded_state(visits, page_path):
 
 
 @pytest.mark.parametrize("page_path", PAGES)
+def test_code_outputs_and_tables_wrap_instead_of_scrolling_sideways(visits, page_path):
+    sideways = visits(page_path)["sideways"]
+    assert not sideways, f"{page_path}: {len(sideways)} blocks scroll sideways: {sideways[:5]}"
+
+
+@pytest.mark.parametrize("page_path", PAGES)
 def test_no_horizontal_overflow_on_a_phone(visits, page_path):
     o = visits(page_path, "phone")["overflow"]
     assert o["scroll"] <= o["width"] + 1, f"{page_path} is {o['scroll']} px wide at {o['width']} px: {o['wide']}"
@@ -298,7 +335,7 @@ def test_chinese_text_is_marked_zh_cn(visits, page_path):
 def test_search_returns_results(browser, server, query):
     context, page, log = _new_page(browser, server, DESKTOP)
     try:
-        page.goto(f"{server}search.html?q={query.replace(' ', '+')}", wait_until="load")
+        _load(page, f"{server}search.html?q={query.replace(' ', '+')}", log)
         page.wait_for_selector("#search-results ul.search li", timeout=30_000)
         assert page.locator("#search-results ul.search li").count() >= 1
         assert not log["errors"] and not log["failed"] and not log["blocked"], log
@@ -315,10 +352,9 @@ def test_screenshots_of_key_pages(browser, server, page_path, dark):
     """Saved for CI's artifacts; fails only if the page cannot be shown in that mode."""
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     for name, viewport in (("desktop", DESKTOP), ("phone", PHONE)):
-        context, page, _ = _new_page(browser, server, viewport, dark=dark)
+        context, page, log = _new_page(browser, server, viewport, dark=dark)
         try:
-            page.goto(server + page_path, wait_until="load")
-            page.wait_for_load_state("networkidle")
+            _load(page, server + page_path, log)
             page.evaluate(_SETTLE)
             assert page.evaluate("document.documentElement.dataset.theme") == ("dark" if dark else "light")
             stem = page_path.replace("/", "_").removesuffix(".html")
