@@ -16,8 +16,9 @@ nbval compares, stay as the module drew them.
 from __future__ import annotations
 
 import matplotlib
+from matplotlib.patches import FancyArrowPatch, FancyBboxPatch, Rectangle
 
-__all__ = ["STYLE", "DISPLAY_SCALE", "SAVE_DPI", "use"]
+__all__ = ["STYLE", "DISPLAY_SCALE", "SAVE_DPI", "use", "box", "arrow"]
 
 DISPLAY_SCALE = 2          # pixels stored per pixel shown (the inline backend's "retina")
 SAVE_DPI = 200             # fig.savefig(...) without dpi=
@@ -60,3 +61,24 @@ def _inline_at_display_scale() -> None:
     if shell is None or not hasattr(shell, "kernel"):
         return
     set_matplotlib_formats("retina")
+
+
+# ----------------------------------------------------------------------------- schematics
+def box(ax, x: float, y: float, w: float, h: float, text: str, color, *, rounded: bool = False,
+        fontsize: float = 8, edge="0.25", lw: float = 1.0, alpha: float = 1.0) -> None:
+    """A labelled box of a schematic: lower-left corner (x, y), size w x h, its text centred."""
+    if rounded:
+        patch = FancyBboxPatch((x, y), w, h, boxstyle="round,pad=0.02", fc=color, ec=edge, lw=lw, alpha=alpha)
+    else:
+        patch = Rectangle((x, y), w, h, facecolor=color, edgecolor=edge, linewidth=lw, alpha=alpha)
+    ax.add_patch(patch)
+    ax.text(x + w / 2, y + h / 2, text, ha="center", va="center", fontsize=fontsize)
+
+
+def arrow(ax, start, end, *, text: str = "", color="0.2", lw: float = 1.2, head: float = 12,
+          text_dy: float = 0.12, text_size: float = 7.5) -> None:
+    """An arrow of a schematic from `start` to `end`, with an optional label above its middle."""
+    ax.add_patch(FancyArrowPatch(start, end, arrowstyle="-|>", mutation_scale=head, lw=lw, color=color))
+    if text:
+        ax.text((start[0] + end[0]) / 2, (start[1] + end[1]) / 2 + text_dy, text, ha="center",
+                fontsize=text_size, color=color)

@@ -2,20 +2,19 @@
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
-from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
+from matplotlib.patches import FancyBboxPatch
+
+from llminfra_lab import figures
 
 __all__ = ["plot_engine_schematic", "plot_latency_percentiles", "plot_throughput_goodput"]
 
 
 def _box(ax, x, y, w, h, text, color):
-    ax.add_patch(FancyBboxPatch((x, y), w, h, boxstyle="round,pad=0.02", fc=color, ec="0.25", lw=1.2))
-    ax.text(x + w / 2, y + h / 2, text, ha="center", va="center", fontsize=8.5)
+    figures.box(ax, x, y, w, h, text, color, rounded=True, fontsize=8.5, lw=1.2)
 
 
 def _arrow(ax, a, b, text="", dy=0.0):
-    ax.add_patch(FancyArrowPatch(a, b, arrowstyle="-|>", mutation_scale=12, lw=1.2, color="0.2"))
-    if text:
-        ax.text((a[0] + b[0]) / 2, (a[1] + b[1]) / 2 + 0.12 + dy, text, ha="center", fontsize=7.5, color="0.2")
+    figures.arrow(ax, a, b, text=text, text_dy=0.12 + dy)
 
 
 def plot_engine_schematic(ax=None):

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import matplotlib.pyplot as plt
 from matplotlib.axes import Axes
-from matplotlib.patches import FancyArrowPatch, Rectangle
 
-from llminfra_lab import catalog
+from llminfra_lab import catalog, figures
 
 __all__ = ["draw_moe_layer", "draw_expert_parallel", "plot_load_over_time", "plot_catalog_moe"]
 
@@ -14,12 +13,11 @@ _COLORS = plt.get_cmap("tab10").colors
 
 
 def _box(ax, x, y, w, h, text, color, fontsize=8):
-    ax.add_patch(Rectangle((x, y), w, h, facecolor=color, edgecolor="black", linewidth=0.8, alpha=0.85))
-    ax.text(x + w / 2, y + h / 2, text, ha="center", va="center", fontsize=fontsize)
+    figures.box(ax, x, y, w, h, text, color, fontsize=fontsize, edge="black", lw=0.8, alpha=0.85)
 
 
 def _arrow(ax, start, end, color="black", width=1.0):
-    ax.add_patch(FancyArrowPatch(start, end, arrowstyle="-|>", mutation_scale=8, color=color, linewidth=width))
+    figures.arrow(ax, start, end, color=color, lw=width, head=8)
 
 
 def draw_moe_layer(n_experts: int = 8, k: int = 2, n_shared: int = 1, ax: Axes | None = None) -> Axes:
