@@ -20,7 +20,7 @@ NBVAL := --nbval --nbval-sanitize-with labs/sanitize.cfg
 # Developers' loop: what `make fast` leaves out (both markers are registered in pyproject.toml).
 FAST_MARKERS := not slow and not distributed
 
-.PHONY: book site-test test unit fast labs labs-portable lint serve sync-setup nbval-tags constraints clean
+.PHONY: book book-course site-test test unit fast labs labs-portable lint serve sync-setup nbval-tags constraints clean
 
 # The environment: torch from TORCH_SPEC, then triton, then the package, all pinned.
 $(VENV)/.base: pyproject.toml constraints.txt
@@ -46,6 +46,18 @@ $(VENV)/.test: $(VENV)/.base
 book: $(VENV)/.book
 	$(VENV)/bin/jupyter-book build . -W -n --keep-going
 	@echo "The book is in $(CURDIR)/_build/html/index.html  (preview: make serve)"
+
+## make book-course: the book for a graded course, without solutions, into
+## _build/course/_build/html: sphinx-exercise's hide_solutions on and no page sources copied
+## (config from tools/course_config.py), reusing the notebooks `make book` executed and cached
+## (after it, a few minutes); then tests/site/test_course_build.py checks that no chapter's
+## solution text is anywhere in that build and that _build/html shows every one.
+book-course: $(VENV)/.book $(VENV)/.test
+	@test -f _build/html/intro.html || $(MAKE) book
+	$(PY) tools/course_config.py _config.yml _build/course/_config.yml
+	$(VENV)/bin/jupyter-book build . --config _build/course/_config.yml --path-output _build/course -W -n --keep-going
+	LLMINFRA_COURSE_SITE=_build/course/_build/html $(PY) -m pytest tests/site/test_course_build.py
+	@echo "The course site is in $(CURDIR)/_build/course/_build/html/index.html"
 
 ## make site-test: the built website in headless Chromium with every other host blocked
 ## (tests/site/: console errors, failed requests, links, images, math, widgets, search,
