@@ -70,7 +70,7 @@ site-test: $(VENV)/.test
 
 ## make test: every unit test, then every lab re-executed and compared under nbval
 test: $(VENV)/.test
-	$(PY) -m pytest $(NBVAL) tests labs
+	$(PY) -m pytest --durations=15 $(NBVAL) tests labs
 
 ## make unit: every unit test (slow and distributed ones included)
 unit: $(VENV)/.test
